@@ -1,0 +1,71 @@
+"""The environment a command runs in, as one injected object.
+
+The CLI builds one `Environment` from the real process (streams, terminal, colour, cache dir) and
+tests build their own, so nothing reaches for `sys.stdout` or `os.environ` behind the CLI's back.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from rich.console import Console
+
+
+def _default_cache_dir(environ: dict[str, str]) -> Path:
+    """`CNN_CACHE_DIR`, else `$XDG_CACHE_HOME/cnncli`, else `~/.cache/cnncli`."""
+    if environ.get("CNN_CACHE_DIR"):
+        return Path(environ["CNN_CACHE_DIR"])
+    base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cnncli"
+
+
+@dataclass
+class Environment:
+    """Streams, terminal facts and settings that commands read instead of globals."""
+
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    stdin: TextIO = field(default_factory=lambda: sys.stdin)
+    stdout_isatty: bool = False
+    stderr_isatty: bool = False
+    colors: bool = True
+    cache_dir: Path = field(default_factory=lambda: _default_cache_dir(dict(os.environ)))
+    debug: bool = False
+
+    @classmethod
+    def from_process(cls) -> Environment:
+        """The environment of the running process: its streams, terminals and variables."""
+        environ = dict(os.environ)
+        return cls(
+            stdout=sys.stdout,
+            stderr=sys.stderr,
+            stdin=sys.stdin,
+            stdout_isatty=sys.stdout.isatty(),
+            stderr_isatty=sys.stderr.isatty(),
+            colors="NO_COLOR" not in environ,
+            cache_dir=_default_cache_dir(environ),
+        )
+
+    def console(self) -> Console:
+        """A rich console on stdout: colour only when stdout is a terminal and NO_COLOR is unset."""
+        return Console(
+            file=self.stdout,
+            force_terminal=self.stdout_isatty,
+            no_color=not self.colors,
+            highlight=False,
+            soft_wrap=not self.stdout_isatty,
+        )
+
+    def err_console(self) -> Console:
+        """A rich console on stderr, for progress and error lines."""
+        return Console(
+            file=self.stderr,
+            force_terminal=self.stderr_isatty,
+            no_color=not self.colors,
+            highlight=False,
+            soft_wrap=True,
+        )

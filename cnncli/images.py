@@ -1,0 +1,116 @@
+"""Reading photos the way an ImageNet model expects them, whatever the file holds.
+
+Every file becomes an upright 8-bit RGB image (EXIF orientation applied, alpha composited on
+white, first frame of an animation), then one of two resize policies gives the model its square.
+Each failure is an `InputError` naming the file, so one bad photo never stops the others.
+"""
+
+from __future__ import annotations
+
+import warnings
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cnncli.errors import InputError
+
+#: The central crop of the standard ImageNet evaluation: resize the shorter side to size / 0.875
+#: (256 for 224), then cut the centre square.
+CROP_FRACTION = 0.875
+
+#: Pillow's own bound (about 89 million pixels); larger files are refused rather than decoded.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
+class Resize(str, Enum):
+    """How a photo becomes the model's square input."""
+
+    crop = "crop"
+    stretch = "stretch"
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Open `path` as an upright RGB image; raise `InputError` naming the file on any failure."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                _refuse_bombs(img, path)
+                img.seek(0)
+                img.load()
+                upright = ImageOps.exif_transpose(img)
+                return to_rgb(upright)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"{path}: {exc}") from exc
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise InputError(f"{path}: is a directory, not an image") from exc
+    except PermissionError as exc:
+        raise InputError(f"{path}: permission denied (make the file readable)") from exc
+    except UnidentifiedImageError as exc:
+        raise InputError(f"{path}: cannot identify image file (not an image Pillow can read)") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InputError(f"{path}: cannot decode image ({exc}); the file may be truncated") from exc
+
+
+def _refuse_bombs(img: Image.Image, path: str | Path) -> None:
+    """Refuse images whose pixel count would exhaust memory, before decoding them."""
+    width, height = img.size
+    if width * height > MAX_PIXELS:
+        raise InputError(
+            f"{path}: {width}x{height} pixels exceeds the {MAX_PIXELS:,}-pixel limit "
+            "(a possible decompression bomb); downscale the image first"
+        )
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB, compositing transparency onto white."""
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        img = _to_8bit_gray(img)
+    if img.mode == "P":
+        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def _to_8bit_gray(img: Image.Image) -> Image.Image:
+    """Scale a 16/32-bit or float greyscale image to 0-255, as Pillow would clip it otherwise."""
+    values = np.asarray(img, dtype=np.float64)
+    peak = 65535.0 if values.max(initial=0) > 255 else 255.0
+    scaled = np.clip(values * (255.0 / peak), 0, 255).astype(np.uint8)
+    return Image.fromarray(scaled, mode="L")
+
+
+def fit(img: Image.Image, size: int, resize: Resize) -> Image.Image:
+    """The `size` x `size` view of `img` that the model sees under the given policy."""
+    if resize is Resize.stretch:
+        return img.resize((size, size), Image.BILINEAR)
+    left, top, right, bottom = crop_box(img.size, size)
+    scaled = img.resize(scaled_size(img.size, size), Image.BILINEAR)
+    return scaled.crop((left, top, right, bottom))
+
+
+def scaled_size(original: tuple[int, int], size: int) -> tuple[int, int]:
+    """Image size after the crop policy's resize: shorter side to round(size / 0.875)."""
+    width, height = original
+    short = round(size / CROP_FRACTION)
+    scale = short / min(width, height)
+    return max(size, round(width * scale)), max(size, round(height * scale))
+
+
+def crop_box(original: tuple[int, int], size: int) -> tuple[int, int, int, int]:
+    """The centre square (left, top, right, bottom) cut from the scaled image."""
+    width, height = scaled_size(original, size)
+    left, top = (width - size) // 2, (height - size) // 2
+    return left, top, left + size, top + size
+
+
+def load_array(path: str | Path, size: int, resize: Resize) -> np.ndarray:
+    """The photo at `path` as a float32 (size, size, 3) RGB array in 0-255, ready to preprocess."""
+    return np.asarray(fit(load_rgb(path), size, resize), dtype=np.float32)
