@@ -19,3 +19,8 @@ class UsageError(CnnError):
 
 class InputError(CnnError):
     """One input (an image file) cannot be used; the others go on."""
+
+    def __init__(self, image: str, reason: str) -> None:
+        super().__init__(f"{image}: {reason}")
+        self.image = image
+        self.reason = reason

@@ -11,10 +11,14 @@ import warnings
 from enum import Enum
 from pathlib import Path
 
-import numpy as np
+from typing import TYPE_CHECKING
+
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnncli.errors import InputError
+
+if TYPE_CHECKING:  # NumPy loads on first decode, not on `cnn --help`
+    import numpy as np
 
 #: The central crop of the standard ImageNet evaluation: resize the shorter side to size / 0.875
 #: (256 for 224), then cut the centre square.
@@ -43,17 +47,19 @@ def load_rgb(path: str | Path) -> Image.Image:
                 upright = ImageOps.exif_transpose(img)
                 return to_rgb(upright)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(f"{path}: {exc}") from exc
+        raise InputError(str(path), str(exc)) from exc
     except FileNotFoundError as exc:
-        raise InputError(f"{path}: no such file") from exc
+        raise InputError(str(path), "no such file") from exc
     except IsADirectoryError as exc:
-        raise InputError(f"{path}: is a directory, not an image") from exc
+        raise InputError(str(path), "is a directory, not an image") from exc
     except PermissionError as exc:
-        raise InputError(f"{path}: permission denied (make the file readable)") from exc
+        raise InputError(str(path), "permission denied (make the file readable)") from exc
     except UnidentifiedImageError as exc:
-        raise InputError(f"{path}: cannot identify image file (not an image Pillow can read)") from exc
+        reason = "cannot identify image file (not an image Pillow can read)"
+        raise InputError(str(path), reason) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InputError(f"{path}: cannot decode image ({exc}); the file may be truncated") from exc
+        reason = f"cannot decode image ({exc}); the file may be truncated"
+        raise InputError(str(path), reason) from exc
 
 
 def _refuse_bombs(img: Image.Image, path: str | Path) -> None:
@@ -61,8 +67,9 @@ def _refuse_bombs(img: Image.Image, path: str | Path) -> None:
     width, height = img.size
     if width * height > MAX_PIXELS:
         raise InputError(
-            f"{path}: {width}x{height} pixels exceeds the {MAX_PIXELS:,}-pixel limit "
-            "(a possible decompression bomb); downscale the image first"
+            str(path),
+            f"{width}x{height} pixels exceeds the {MAX_PIXELS:,}-pixel limit "
+            "(a possible decompression bomb); downscale the image first",
         )
 
 
@@ -81,6 +88,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 def _to_8bit_gray(img: Image.Image) -> Image.Image:
     """Scale a 16/32-bit or float greyscale image to 0-255, as Pillow would clip it otherwise."""
+    import numpy as np
+
     values = np.asarray(img, dtype=np.float64)
     peak = 65535.0 if values.max(initial=0) > 255 else 255.0
     scaled = np.clip(values * (255.0 / peak), 0, 255).astype(np.uint8)
@@ -113,4 +122,6 @@ def crop_box(original: tuple[int, int], size: int) -> tuple[int, int, int, int]:
 
 def load_array(path: str | Path, size: int, resize: Resize) -> np.ndarray:
     """The photo at `path` as a float32 (size, size, 3) RGB array in 0-255, ready to preprocess."""
+    import numpy as np
+
     return np.asarray(fit(load_rgb(path), size, resize), dtype=np.float32)

@@ -209,5 +209,5 @@ def get(name: str) -> Arch:
         return arch
     close = difflib.get_close_matches(normalize(name), list(_INDEX), n=3, cutoff=0.5)
     names = sorted({_INDEX[key].name for key in close})
-    hint = f"did you mean {', '.join(names)}? " if names else ""
-    raise UsageError(f"unknown architecture '{name}': {hint}(`cnn models` lists them all)")
+    hint = f"; did you mean {' or '.join(names)}?" if names else ""
+    raise UsageError(f"unknown architecture '{name}' (`cnn models` lists them all){hint}")

@@ -1,0 +1,207 @@
+"""The `cnn` command: a thin layer of options over the library.
+
+Each command parses its options, calls the library, and hands the result to `output.emit`.
+Nothing here imports TensorFlow, so `--help` is instant; errors become one line on stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import traceback
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from cnncli import __version__, catalog, registry
+from cnncli.env import Environment
+from cnncli.errors import CnnError, UsageError
+from cnncli.images import Resize
+from cnncli.output import Format, emit
+
+app = typer.Typer(
+    name="cnn",
+    help="Classify photos with pretrained ImageNet CNNs, compare them, read their anatomy.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ArchOption = Annotated[str, typer.Option("--arch", "-a", help="Architecture (`cnn models`).")]
+TopOption = Annotated[
+    int, typer.Option("--top", "-k", min=1, max=1000, help="How many classes to show.")
+]
+WeightsOption = Annotated[
+    str, typer.Option("--weights", "-w", help="imagenet (download), none (random) or a .h5 file.")
+]
+ResizeOption = Annotated[
+    Resize, typer.Option(help="crop: shorter side to size/0.875, centre crop; stretch: squash.")
+]
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+
+
+def environment(ctx: typer.Context) -> Environment:
+    """The injected environment (tests pass their own through `obj`)."""
+    if ctx.obj is None:
+        ctx.obj = Environment.from_process()
+    return ctx.obj
+
+
+def report(env: Environment, message: str) -> None:
+    """One error line on stderr."""
+    env.err_console().print(f"cnn: error: {message}", style="red", markup=False, highlight=False)
+
+
+def guarded(command: F) -> F:
+    """Run a command so a user's mistake is one line and an exit code, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(ctx: typer.Context, *args: Any, **kwargs: Any) -> Any:
+        env = environment(ctx)
+        try:
+            return command(ctx, *args, **kwargs)
+        except CnnError as exc:
+            if env.debug:
+                traceback.print_exc(file=env.stderr)
+            report(env, str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            report(env, "interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if env.debug:
+                raise
+            report(env, f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"cnn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True)
+    ] = False,
+) -> None:
+    """Classify photos with pretrained ImageNet CNNs, compare them, read their anatomy."""
+    environment(ctx).debug = debug
+
+
+@app.command()
+@guarded
+def classify(
+    ctx: typer.Context,
+    images: Annotated[list[str], typer.Argument(help="Image files, directories or globs.")],
+    arch: ArchOption = "resnet50",
+    top: TopOption = 5,
+    weights: WeightsOption = "imagenet",
+    resize: ResizeOption = Resize.crop,
+    fmt: FormatOption = Format.table,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
+) -> None:
+    """Label photos with an ImageNet classifier."""
+    from cnncli import classify as lib
+    from cnncli.inputs import expand
+    from cnncli.loader import Weights
+    from cnncli.progress import progress, status
+
+    env = environment(ctx)
+    record, source = registry.get(arch), Weights.parse(weights)
+    entries = expand(images)
+    with status(env, f"loading {record.name} ({source} weights)"):
+        classifier = lib.Classifier.load(record, source)
+    with progress(env, f"classifying with {record.name}", len(entries)) as advance:
+        results = lib.classify(classifier, entries, top, resize, batch_size, advance)
+    for result in results:
+        if result.error is not None:
+            report(env, f"{result.image}: {result.error}")
+    emit(env, fmt, lib.document(record, source, results),
+         lambda: lib.render(results), lambda: lib.rows(results))
+    if any(r.error is not None for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+@guarded
+def compare(
+    ctx: typer.Context,
+    image: Annotated[str, typer.Argument(help="One photo.")],
+    archs: Annotated[
+        str, typer.Option("--arch", "-a", help="Comma-separated architectures.")
+    ] = ",".join(("vgg16", "inception_v3", "resnet50", "densenet121")),
+    top: TopOption = 5,
+    weights: Annotated[
+        str, typer.Option("--weights", "-w", help="One source for all, or one per arch (a,b,...).")
+    ] = "imagenet",
+    resize: ResizeOption = Resize.crop,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Several architectures side by side on the same photo."""
+    from cnncli import compare as lib
+    from cnncli.classify import Classifier
+    from cnncli.loader import Weights
+    from cnncli.progress import status
+
+    env = environment(ctx)
+    records = [registry.get(name) for name in archs.split(",") if name.strip()]
+    sources = [Weights.parse(w) for w in weights.split(",")]
+    if len(sources) not in (1, len(records)):
+        raise UsageError(f"--weights gives {len(sources)} sources for {len(records)} archs: "
+                         "give one for all or one per arch")
+    sources = sources * len(records) if len(sources) == 1 else sources
+
+    def loader(record: registry.Arch, source: Weights) -> Callable[[], Classifier]:
+        def load() -> Classifier:
+            with status(env, f"loading {record.name} ({source} weights)"):
+                return Classifier.load(record, source)
+        return load
+
+    result = lib.compare(image, [loader(r, s) for r, s in zip(records, sources, strict=True)],
+                         top, resize)
+    emit(env, fmt, result.as_dict(), lambda: lib.render(result), lambda: lib.rows(result))
+
+
+@app.command()
+@guarded
+def summary(
+    ctx: typer.Context,
+    arch: Annotated[str, typer.Argument(help="Architecture (`cnn models`).")],
+    layers: Annotated[bool, typer.Option("--layers", help="Add the per-layer table.")] = False,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """An architecture's anatomy: parameters, compute and memory (no weights needed)."""
+    from cnncli import anatomy
+    from cnncli.loader import Weights, build
+    from cnncli.progress import status
+
+    env = environment(ctx)
+    record = registry.get(arch)
+    with status(env, f"building {record.name}"):
+        result = anatomy.analyse(build(record, Weights("none")), record)
+    emit(env, fmt, result.as_dict(layers), lambda: anatomy.render(result, layers),
+         lambda: anatomy.csv_rows(result))
+
+
+@app.command("models")
+@guarded
+def models_(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
+    """List every architecture: input size, parameters, accuracy, weights size."""
+    emit(environment(ctx), fmt, catalog.document(), catalog.render, catalog.rows)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(obj=Environment.from_process())

@@ -1,0 +1,140 @@
+"""Several architectures on one photo: each at its own input size and preprocessing.
+
+The photo is decoded once; every model gets its own view of it (its size, its mode), one
+warm-up pass, then timed passes. The majority top-1 shows where architectures agree.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from rich import box
+from rich.console import RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from cnncli.classify import Classifier
+from cnncli.images import Resize, fit, load_rgb
+from cnncli.labels import Prediction, decode
+from cnncli.output import CsvRows, human
+
+DEFAULT_ARCHS = ("vgg16", "inception_v3", "resnet50", "densenet121")
+TIMED_RUNS = 3
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """One architecture's answer for the photo, with its size and speed."""
+
+    arch: str
+    predictions: tuple[Prediction, ...]
+    params: int
+    ms: float
+    agrees: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "arch": self.arch,
+            "predictions": [p.as_dict() for p in self.predictions],
+            "params": self.params,
+            "ms": round(self.ms, 2),
+            "agrees_with_majority": self.agrees,
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """All architectures' runs on one photo and the majority top-1 (None without one)."""
+
+    image: str
+    runs: tuple[ModelRun, ...]
+    majority: Prediction | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "majority": self.majority.label if self.majority else None,
+            "models": [run.as_dict() for run in self.runs],
+        }
+
+
+def timed_forward(classifier: Classifier, pixels: np.ndarray) -> tuple[np.ndarray, float]:
+    """Scores for one image and the median forward-pass milliseconds after one warm-up."""
+    scores = classifier.scores(pixels)
+    times = []
+    for _ in range(TIMED_RUNS):
+        start = time.perf_counter()
+        classifier.scores(pixels)
+        times.append((time.perf_counter() - start) * 1000)
+    return scores, statistics.median(times)
+
+
+def compare(
+    image: str,
+    classifiers: Sequence[Callable[[], Classifier]],
+    top: int,
+    resize: Resize,
+) -> Comparison:
+    """Run each classifier (built lazily, one at a time, to bound memory) on `image`."""
+    photo = load_rgb(image)
+    runs = []
+    for make in classifiers:
+        classifier = make()
+        size = classifier.arch.input_size
+        pixels = np.asarray(fit(photo, size, resize), dtype=np.float32)[None]
+        scores, ms = timed_forward(classifier, pixels)
+        runs.append(ModelRun(classifier.arch.name, tuple(decode(scores[0], top)), classifier.params, ms))
+    return _with_majority(image, runs)
+
+
+def _with_majority(image: str, runs: list[ModelRun]) -> Comparison:
+    """Mark the runs whose top-1 is the one more than half of the models chose."""
+    votes = Counter(run.predictions[0].index for run in runs)
+    index, count = votes.most_common(1)[0] if votes else (None, 0)
+    if count * 2 <= len(runs) and len(runs) > 1:
+        return Comparison(image, tuple(runs), None)
+    marked = tuple(
+        ModelRun(r.arch, r.predictions, r.params, r.ms, r.predictions[0].index == index)
+        for r in runs
+    )
+    majority = next(r.predictions[0] for r in runs if r.predictions[0].index == index)
+    return Comparison(image, marked, majority)
+
+
+def render(comparison: Comparison) -> list[RenderableType]:
+    """A column per architecture, a row per rank, then parameters, speed and agreement."""
+    table = Table(title=comparison.image, title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("#", justify="right")
+    for run in comparison.runs:
+        table.add_column(run.arch)
+    depth = max((len(r.predictions) for r in comparison.runs), default=0)
+    for rank in range(depth):
+        cells = [_cell(r.predictions[rank]) if rank < len(r.predictions) else "" for r in comparison.runs]
+        table.add_row(str(rank + 1), *cells)
+    table.add_section()
+    table.add_row("params", *(human(r.params) for r in comparison.runs))
+    table.add_row("ms", *(f"{r.ms:.1f}" for r in comparison.runs))
+    table.add_row("majority", *("yes" if r.agrees else "no" for r in comparison.runs))
+    verdict = comparison.majority.label if comparison.majority else "none (no top-1 shared by most)"
+    return [table, Text(f"majority top-1: {verdict}")]
+
+
+def _cell(p: Prediction) -> str:
+    return f"{p.label} {p.score:.3f}"
+
+
+def rows(comparison: Comparison) -> CsvRows:
+    """CSV: one row per (architecture, rank)."""
+    header = ("arch", "rank", "index", "wnid", "label", "score", "params", "ms", "agrees")
+    body = [
+        (r.arch, p.rank, p.index, p.wnid, p.label, f"{p.score:.6g}", r.params, f"{r.ms:.2f}", r.agrees)
+        for r in comparison.runs
+        for p in r.predictions
+    ]
+    return header, body
