@@ -51,11 +51,11 @@ class Environment:
         )
 
     def console(self) -> Console:
-        """A rich console on stdout: colour only when stdout is a terminal and NO_COLOR is unset."""
+        """A rich console on stdout: styled only when stdout is a terminal and NO_COLOR is unset."""
         return Console(
             file=self.stdout,
             force_terminal=self.stdout_isatty,
-            no_color=not self.colors,
+            color_system="auto" if self.colors else None,
             highlight=False,
             soft_wrap=not self.stdout_isatty,
         )
@@ -65,7 +65,7 @@ class Environment:
         return Console(
             file=self.stderr,
             force_terminal=self.stderr_isatty,
-            no_color=not self.colors,
+            color_system="auto" if self.colors else None,
             highlight=False,
             soft_wrap=True,
         )

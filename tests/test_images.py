@@ -1,0 +1,151 @@
+"""Reading every kind of image file, and the two resize policies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnncli.errors import InputError
+from cnncli.images import Resize, crop_box, fit, load_array, load_rgb, scaled_size
+from cnncli.inputs import expand
+from tests.conftest import PHOTOS, SAMPLES
+
+
+def save(img: Image.Image, path, **kwargs):
+    img.save(path, **kwargs)
+    return path
+
+
+def test_grayscale_becomes_three_equal_channels(tmp_path):
+    path = save(Image.new("L", (10, 8), 77), tmp_path / "g.png")
+    arr = np.asarray(load_rgb(path))
+    assert arr.shape == (8, 10, 3) and (arr == 77).all()
+
+
+@pytest.mark.parametrize("mode, colour", [("RGBA", (255, 0, 0, 0)), ("LA", (10, 0))])
+def test_transparent_pixels_composite_on_white(tmp_path, mode, colour):
+    path = save(Image.new(mode, (4, 4), colour), tmp_path / "a.png")
+    assert (np.asarray(load_rgb(path)) == 255).all()
+
+
+def test_half_transparent_red_becomes_pink(tmp_path):
+    path = save(Image.new("RGBA", (2, 2), (255, 0, 0, 128)), tmp_path / "a.png")
+    r, g, b = np.asarray(load_rgb(path))[0, 0]
+    assert r == 255 and 120 <= g <= 135 and g == b
+
+
+def test_palette_with_transparency(tmp_path):
+    img = Image.new("P", (4, 4), 0)
+    img.putpalette([0, 0, 255] + [0] * 765)
+    path = save(img, tmp_path / "p.png", transparency=0)
+    assert (np.asarray(load_rgb(path)) == 255).all()
+
+
+def test_cmyk_jpeg(tmp_path):
+    path = save(Image.new("CMYK", (8, 8), (0, 255, 255, 0)), tmp_path / "c.jpg")
+    r, g, b = np.asarray(load_rgb(path)).reshape(-1, 3).mean(axis=0)
+    assert r > 200 and g < 60 and b < 60
+
+
+def test_sixteen_bit_grayscale_is_scaled_not_clipped(tmp_path):
+    values = np.full((4, 4), 32768, dtype=np.uint16)
+    path = save(Image.fromarray(values), tmp_path / "deep.png")
+    assert Image.open(path).mode.startswith("I")
+    arr = np.asarray(load_rgb(path))
+    assert np.all(np.abs(arr.astype(int) - 127) <= 1)
+
+
+def test_animated_gif_uses_first_frame(tmp_path):
+    frames = [Image.new("RGB", (6, 6), c) for c in ((255, 0, 0), (0, 0, 255))]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=50, loop=0)
+    r, _, b = np.asarray(load_rgb(path))[3, 3]
+    assert r > 200 and b < 50
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.new("RGB", (40, 20), (0, 0, 0))
+    img.paste((255, 255, 255), (0, 0, 20, 20))  # white on the left half
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: viewer turns it 90 degrees clockwise
+    path = save(img, tmp_path / "rot.jpg", exif=exif)
+    upright = load_rgb(path)
+    assert upright.size == (20, 40)
+    arr = np.asarray(upright).mean(axis=(1, 2))
+    assert arr[:20].mean() > 200 and arr[20:].mean() < 50  # white now on top
+
+
+def test_shared_exif_dog_is_read_upright():
+    path = PHOTOS / "dog_exif_orientation6.jpg"
+    if not path.is_file():
+        pytest.skip("../shared/photos is absent")
+    assert Image.open(path).size == (341, 512)
+    assert load_rgb(path).size == (512, 341)
+
+
+def test_crop_geometry_for_224():
+    assert scaled_size((640, 480), 224) == (341, 256)
+    assert crop_box((640, 480), 224) == (58, 16, 282, 240)
+    assert scaled_size((32, 32), 299) == (342, 342)
+
+
+def test_crop_is_the_centre_of_the_scaled_photo(tmp_path):
+    img = Image.new("RGB", (400, 200), (0, 0, 255))
+    img.paste((255, 0, 0), (150, 0, 250, 200))  # red vertical band in the middle
+    out = np.asarray(fit(img, 100, Resize.crop))
+    assert out.shape == (100, 100, 3)
+    assert out[50, 50, 0] == 255 and out[50, 0, 2] == 255  # band centred, blue at the edges
+
+
+def test_stretch_is_pillow_bilinear(tmp_path):
+    photo = load_rgb(SAMPLES / "cat.jpg")
+    expected = np.asarray(photo.resize((224, 224), Image.BILINEAR), dtype=np.float32)
+    np.testing.assert_array_equal(load_array(SAMPLES / "cat.jpg", 224, Resize.stretch), expected)
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [(b"", "cannot identify"), (b"hello, not an image", "cannot identify")],
+)
+def test_non_images_are_refused_per_file(tmp_path, content, reason):
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=reason) as info:
+        load_rgb(path)
+    assert str(path) in str(info.value)
+
+
+def test_truncated_jpeg_is_refused(tmp_path):
+    data = (SAMPLES / "cat.jpg").read_bytes()
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="truncated"):
+        load_rgb(path)
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path):
+    path = save(Image.new("1", (10_000, 9_000)), tmp_path / "bomb.png")
+    with pytest.raises(InputError, match="decompression bomb"):
+        load_rgb(path)
+
+
+def test_missing_file_and_directory():
+    with pytest.raises(InputError, match="no such file"):
+        load_rgb("/nonexistent/photo.jpg")
+
+
+def test_expand_directories_globs_and_missing(tmp_path):
+    for name in ("b.jpg", "a.PNG", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    entries = expand([str(tmp_path), str(tmp_path / "*.jpg"), str(tmp_path / "*.gif"),
+                      str(tmp_path / "missing.jpg"), str(tmp_path / "sub")])
+    assert [(e.image, e.error is None) for e in entries] == [
+        (str(tmp_path / "a.PNG"), True),
+        (str(tmp_path / "b.jpg"), True),
+        (str(tmp_path / "b.jpg"), True),
+        (str(tmp_path / "*.gif"), False),
+        (str(tmp_path / "missing.jpg"), False),
+        (str(tmp_path / "sub"), False),
+    ]
