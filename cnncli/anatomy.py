@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnncli import registry
+from cnncli.output import bar, human, human_bytes
 from cnncli.tf_runtime import import_keras
 
 #: Parameter kinds, in the order every table and JSON document lists them.
@@ -39,6 +40,7 @@ BYTES_PER_VALUE = 4  # float32
 # Finer operation than the kind: each needs its own MACs formula. Kind of each operation:
 _KIND_OF_OP = {
     "conv": "conv",
+    "grouped": "depthwise",  # Conv2D(groups=channels): ConvNeXt's depthwise convolutions
     "transpose": "conv",
     "depthwise": "depthwise",
     "separable": "depthwise",
@@ -58,6 +60,7 @@ class LayerStats:
     params: int
     macs: int
     activation_bytes: int
+    stage: str = VECTOR  # resolution it belongs to; padding counts at its input's resolution
 
 
 @dataclass
@@ -121,7 +124,11 @@ class Anatomy:
         }
         if layers:
             doc["layers"] = [
-                {**vars(row), "output_shape": list(row.output_shape)} for row in self.layers
+                {
+                    **{c: getattr(row, c) for c in LAYER_COLUMNS},
+                    "output_shape": list(row.output_shape),
+                }
+                for row in self.layers
             ]
         return doc
 
@@ -210,7 +217,10 @@ def _operation(layer: Any) -> str:
             ),
         ),
     )
-    return next((op for op, types in classes if isinstance(layer, types)), "other")
+    op = next((op for op, types in classes if isinstance(layer, types)), "other")
+    if op == "conv" and layer.groups > 1 and layer.groups == layer.input.shape[-1]:
+        return "grouped"
+    return op
 
 
 def kind_of(layer: Any) -> str:
@@ -227,6 +237,11 @@ def _layer_stats(layer: Any) -> LayerStats:
         (n.input_tensors[0].shape, n.output_tensors[0].shape) for n in nodes if n.input_tensors
     ]
     macs = sum(_macs(layer, op, x, y) for x, y in calls)
+    shape = outputs[0].shape[1:] if outputs else ()
+    if (
+        isinstance(layer, _padding_classes()) and calls
+    ):  # a border added for the next layer, not a stage
+        shape = calls[0][0][1:]
     return LayerStats(
         name=layer.name,
         kind=_KIND_OF_OP[op],
@@ -234,6 +249,19 @@ def _layer_stats(layer: Any) -> LayerStats:
         params=int(layer.count_params()),
         macs=int(macs),
         activation_bytes=sum(_elements(t.shape) for t in outputs) * BYTES_PER_VALUE,
+        stage=_stage_key(tuple(shape)),
+    )
+
+
+def _padding_classes() -> tuple[type, ...]:
+    layers = import_keras().layers
+    return (
+        layers.ZeroPadding1D,
+        layers.ZeroPadding2D,
+        layers.ZeroPadding3D,
+        layers.Cropping1D,
+        layers.Cropping2D,
+        layers.Cropping3D,
     )
 
 
@@ -254,13 +282,13 @@ def _macs(layer: Any, op: str, x: Sequence[int | None], y: Sequence[int | None])
     """Multiply-accumulates of one call, input shape `x` to output shape `y` (batch 1)."""
     if op == "dense":  # Dense maps the last axis; leading axes (ConvNeXt's h, w) repeat it
         return _spatial(y, False)[0] * (x[-1] or 0) * layer.units
-    if op not in ("conv", "transpose", "depthwise", "separable"):
+    if op not in ("conv", "grouped", "transpose", "depthwise", "separable"):
         return 0
     config = layer.get_config()
     first = config.get("data_format") == "channels_first"
     kernel = math.prod(config["kernel_size"])
     (in_positions, in_c), (out_positions, out_c) = _spatial(x, first), _spatial(y, first)
-    if op == "conv":
+    if op in ("conv", "grouped"):
         return out_positions * out_c * kernel * in_c // config.get("groups", 1)
     if op == "transpose":  # every input position scatters a kernel into every output channel
         return in_positions * in_c * kernel * out_c
@@ -280,8 +308,7 @@ def _stages(rows: Sequence[LayerStats]) -> list[StageStats]:
     """Layers grouped by output resolution, largest first, the flat layers last."""
     stages: dict[str, StageStats] = {}
     for row in rows:
-        key = _stage_key(row.output_shape)
-        stage = stages.setdefault(key, StageStats(key, 0, 0, 0))
+        stage = stages.setdefault(row.stage, StageStats(row.stage, 0, 0, 0))
         stage.layers += 1
         stage.bytes += row.activation_bytes
         stage.macs += row.macs
@@ -335,33 +362,13 @@ def _own_depth(operation: Any) -> int:
 # --- presentation -----------------------------------------------------------------------------
 
 
-def human_count(n: float) -> str:
-    """138357544 -> "138.4M": counts a reader compares at a glance."""
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.1f}{unit}"
-    return f"{n:.0f}"
-
-
 def human_macs(n: float) -> str:
     """MACs in G (10^9), the unit of the papers' tables: 15.47 G."""
     return f"{n / 1e9:.2f} G"
 
 
-def human_bytes(n: float) -> str:
-    """Bytes in binary units labelled like Keras's model table (MB = 2^20 bytes)."""
-    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
-        if abs(n) >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n:.0f} B"
-
-
 def _share(part: float, whole: float) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
-
-
-def _bar(part: float, whole: float, width: int = 20) -> str:
-    return "█" * round(width * part / whole) if whole else ""
 
 
 def render(anatomy: Anatomy, layers: bool = False) -> list[Any]:
@@ -386,7 +393,7 @@ def _headline(a: Anatomy) -> Any:
         f"top-1 {top1}  top-5 {top5}  weights {a.weights_mb:.1f} MB\n"
     )
     text.append(
-        f"{human_count(a.params_total)} parameters ({a.params_total:,}; "
+        f"{human(a.params_total)} parameters ({a.params_total:,}; "
         f"{a.params_trainable:,} trainable), {human_macs(a.macs)}MACs per image"
     )
     return text
@@ -403,14 +410,12 @@ def _kind_table(a: Anatomy) -> Any:
         params = a.params_by_kind[kind]
         table.add_row(
             kind,
-            human_count(params),
+            human(params),
             _share(params, a.params_total),
             human_macs(macs[kind]),
             _share(macs[kind], a.macs),
         )
-    table.add_row(
-        "total", human_count(a.params_total), "100%", human_macs(a.macs), "100%", style="bold"
-    )
+    table.add_row("total", human(a.params_total), "100%", human_macs(a.macs), "100%", style="bold")
     return table
 
 
@@ -435,7 +440,7 @@ def _stage_table(a: Anatomy) -> Any:
             str(stage.layers),
             human_bytes(stage.bytes),
             _share(stage.bytes, a.activation_bytes),
-            _bar(stage.bytes, a.activation_bytes),
+            bar(stage.bytes / a.activation_bytes if a.activation_bytes else 0),
             human_macs(stage.macs),
             _share(stage.macs, a.macs),
         )
@@ -460,7 +465,7 @@ def _layer_table(a: Anatomy) -> Any:
             row.name,
             row.kind,
             _shape_text(row.output_shape),
-            human_count(row.params),
+            human(row.params),
             human_macs(row.macs) if row.macs else "0",
             human_bytes(row.activation_bytes),
         )

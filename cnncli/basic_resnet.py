@@ -70,11 +70,11 @@ def basic_resnet(
     return keras.Model(inputs, outputs, name=name)
 
 
-def ResNet18(**kwargs: Any) -> Any:  # noqa: N802 - named like keras.applications constructors
+def ResNet18(**kwargs: Any) -> Any:
     """ResNet-18: stages of 2-2-2-2 basic blocks, 1.8 GMACs at 224 px."""
     return basic_resnet((2, 2, 2, 2), "resnet18", **kwargs)
 
 
-def ResNet34(**kwargs: Any) -> Any:  # noqa: N802 - named like keras.applications constructors
+def ResNet34(**kwargs: Any) -> Any:
     """ResNet-34: stages of 3-4-6-3 basic blocks, 3.6 GMACs at 224 px."""
     return basic_resnet((3, 4, 6, 3), "resnet34", **kwargs)

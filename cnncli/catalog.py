@@ -9,8 +9,18 @@ from rich.table import Table
 from cnncli.output import CsvRows, human
 from cnncli.registry import ARCHS, Arch
 
-COLUMNS = ("name", "input_size", "preprocessing", "params", "top1", "top5", "weights_mb",
-           "family", "year", "pretrained")
+COLUMNS = (
+    "name",
+    "input_size",
+    "preprocessing",
+    "params",
+    "top1",
+    "top5",
+    "weights_mb",
+    "family",
+    "year",
+    "pretrained",
+)
 
 
 def _record(arch: Arch) -> dict[str, object]:
@@ -35,15 +45,30 @@ def document() -> list[dict[str, object]]:
 
 def render() -> list[RenderableType]:
     table = Table(box=box.SIMPLE_HEAD, title=f"{len(ARCHS)} architectures", title_justify="left")
-    for column, justify in (("name", "left"), ("input", "right"), ("preproc", "left"),
-                            ("params", "right"), ("top-1", "right"), ("weights MB", "right"),
-                            ("family", "left"), ("year", "right")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for column, justify in (
+        ("name", "left"),
+        ("input", "right"),
+        ("preproc", "left"),
+        ("params", "right"),
+        ("top-1", "right"),
+        ("weights MB", "right"),
+        ("family", "left"),
+        ("year", "right"),
+    ):
+        table.add_column(column, justify=justify, no_wrap=column == "name")  # type: ignore[arg-type]
     for arch in ARCHS.values():
         top1 = f"{arch.top1:.1f}%" if arch.top1 is not None else "-"
         mb = f"{arch.weights_mb:.1f}" if arch.pretrained else "(none)"
-        table.add_row(arch.name, f"{arch.input_size}px", arch.preprocessing, human(arch.params),
-                      top1, mb, arch.family, str(arch.year))
+        table.add_row(
+            arch.name,
+            f"{arch.input_size}px",
+            arch.preprocessing,
+            human(arch.params),
+            top1,
+            mb,
+            arch.family,
+            str(arch.year),
+        )
     return [table]
 
 

@@ -129,8 +129,13 @@ def render(results: Sequence[ImageResult]) -> list[RenderableType]:
             out.append(Text(f"{result.image}: error: {result.error}", style="red"))
             continue
         table = Table(title=result.image, title_justify="left", box=box.SIMPLE_HEAD)
-        for column, justify in (("#", "right"), ("label", "left"), ("wnid", "left"),
-                                ("score", "right"), ("", "left")):
+        for column, justify in (
+            ("#", "right"),
+            ("label", "left"),
+            ("wnid", "left"),
+            ("score", "right"),
+            ("", "left"),
+        ):
             table.add_column(column, justify=justify)  # type: ignore[arg-type]
         for p in result.predictions:
             table.add_row(str(p.rank), p.label, p.wnid, f"{p.score:.4f}", bar(p.score))

@@ -128,8 +128,13 @@ def classify(
     for result in results:
         if result.error is not None:
             report(env, f"{result.image}: {result.error}")
-    emit(env, fmt, lib.document(record, source, results),
-         lambda: lib.render(results), lambda: lib.rows(results))
+    emit(
+        env,
+        fmt,
+        lib.document(record, source, results),
+        lambda: lib.render(results),
+        lambda: lib.rows(results),
+    )
     if any(r.error is not None for r in results):
         raise typer.Exit(1)
 
@@ -159,18 +164,22 @@ def compare(
     records = [registry.get(name) for name in archs.split(",") if name.strip()]
     sources = [Weights.parse(w) for w in weights.split(",")]
     if len(sources) not in (1, len(records)):
-        raise UsageError(f"--weights gives {len(sources)} sources for {len(records)} archs: "
-                         "give one for all or one per arch")
+        raise UsageError(
+            f"--weights gives {len(sources)} sources for {len(records)} archs: "
+            "give one for all or one per arch"
+        )
     sources = sources * len(records) if len(sources) == 1 else sources
 
     def loader(record: registry.Arch, source: Weights) -> Callable[[], Classifier]:
         def load() -> Classifier:
             with status(env, f"loading {record.name} ({source} weights)"):
                 return Classifier.load(record, source)
+
         return load
 
-    result = lib.compare(image, [loader(r, s) for r, s in zip(records, sources, strict=True)],
-                         top, resize)
+    result = lib.compare(
+        image, [loader(r, s) for r, s in zip(records, sources, strict=True)], top, resize
+    )
     emit(env, fmt, result.as_dict(), lambda: lib.render(result), lambda: lib.rows(result))
 
 
@@ -191,8 +200,13 @@ def summary(
     record = registry.get(arch)
     with status(env, f"building {record.name}"):
         result = anatomy.analyse(build(record, Weights("none")), record)
-    emit(env, fmt, result.as_dict(layers), lambda: anatomy.render(result, layers),
-         lambda: anatomy.csv_rows(result))
+    emit(
+        env,
+        fmt,
+        result.as_dict(layers),
+        lambda: anatomy.render(result, layers),
+        lambda: anatomy.csv_rows(result),
+    )
 
 
 @app.command("models")

@@ -89,7 +89,9 @@ def compare(
         size = classifier.arch.input_size
         pixels = np.asarray(fit(photo, size, resize), dtype=np.float32)[None]
         scores, ms = timed_forward(classifier, pixels)
-        runs.append(ModelRun(classifier.arch.name, tuple(decode(scores[0], top)), classifier.params, ms))
+        runs.append(
+            ModelRun(classifier.arch.name, tuple(decode(scores[0], top)), classifier.params, ms)
+        )
     return _with_majority(image, runs)
 
 
@@ -115,7 +117,9 @@ def render(comparison: Comparison) -> list[RenderableType]:
         table.add_column(run.arch)
     depth = max((len(r.predictions) for r in comparison.runs), default=0)
     for rank in range(depth):
-        cells = [_cell(r.predictions[rank]) if rank < len(r.predictions) else "" for r in comparison.runs]
+        cells = [
+            _cell(r.predictions[rank]) if rank < len(r.predictions) else "" for r in comparison.runs
+        ]
         table.add_row(str(rank + 1), *cells)
     table.add_section()
     table.add_row("params", *(human(r.params) for r in comparison.runs))
@@ -133,7 +137,17 @@ def rows(comparison: Comparison) -> CsvRows:
     """CSV: one row per (architecture, rank)."""
     header = ("arch", "rank", "index", "wnid", "label", "score", "params", "ms", "agrees")
     body = [
-        (r.arch, p.rank, p.index, p.wnid, p.label, f"{p.score:.6g}", r.params, f"{r.ms:.2f}", r.agrees)
+        (
+            r.arch,
+            p.rank,
+            p.index,
+            p.wnid,
+            p.label,
+            f"{p.score:.6g}",
+            r.params,
+            f"{r.ms:.2f}",
+            r.agrees,
+        )
         for r in comparison.runs
         for p in r.predictions
     ]

@@ -14,6 +14,10 @@ from typing import TextIO
 
 from rich.console import Console
 
+#: Width of tables written to a file or pipe, where there is no terminal to measure: wide
+#: enough that no column of any command is cut.
+PIPE_WIDTH = 160
+
 
 def _default_cache_dir(environ: dict[str, str]) -> Path:
     """`CNN_CACHE_DIR`, else `$XDG_CACHE_HOME/cnncli`, else `~/.cache/cnncli`."""
@@ -57,7 +61,7 @@ class Environment:
             force_terminal=self.stdout_isatty,
             color_system="auto" if self.colors else None,
             highlight=False,
-            soft_wrap=not self.stdout_isatty,
+            width=None if self.stdout_isatty else PIPE_WIDTH,
         )
 
     def err_console(self) -> Console:

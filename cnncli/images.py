@@ -10,7 +10,6 @@ from __future__ import annotations
 import warnings
 from enum import Enum
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps, UnidentifiedImageError

@@ -51,9 +51,10 @@ def classes() -> tuple[ImageNetClass, ...]:
     raw = json.loads(
         resources.files("cnncli").joinpath("data/imagenet_class_index.json").read_text("utf-8")
     )
-    return tuple(ImageNetClass(int(i), wnid, label) for i, (wnid, label) in sorted(
-        raw.items(), key=lambda item: int(item[0])
-    ))
+    return tuple(
+        ImageNetClass(int(i), wnid, label)
+        for i, (wnid, label) in sorted(raw.items(), key=lambda item: int(item[0]))
+    )
 
 
 def find_class(query: str) -> ImageNetClass | None:

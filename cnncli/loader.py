@@ -95,7 +95,7 @@ def keras_cache_dir() -> Path:
 def download_error(arch: Arch, exc: BaseException) -> CnnError:
     """One sentence for a failed weights download: which file, from where, where to put it."""
     text = str(exc)
-    match = re.search(r"URL fetch failure on (\S+?):\s*(.*)", text)
+    match = re.search(r"URL fetch failure on (\S+): (?:None -- )?(.*)", text)
     url = match.group(1) if match else "Keras's weights server"
     reason = (match.group(2) if match else text).strip() or type(exc).__name__
     filename = url.rsplit("/", 1)[-1] if match else "the weights file"

@@ -64,3 +64,11 @@ def human(number: float, unit: str = "") -> str:
         if abs(number) >= factor:
             return f"{number / factor:.2f}{suffix}{unit}"
     return f"{number:g}{unit}"
+
+
+def human_bytes(n: float) -> str:
+    """Bytes in binary units, labelled like Keras's model table (MB = 2^20 bytes)."""
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"

@@ -72,6 +72,7 @@ def _entries() -> list[Arch]:
     top-5, feature layer, then constructor arguments and aliases."""
     a = Arch
     pool = POOL_INPUT
+    # fmt: off
     return [
         a("vgg16", "VGG16", "vgg16", "caffe", 224, "VGG", 2014,
           138_357_544, 71.3, 90.1, "block5_conv3"),
@@ -140,29 +141,59 @@ def _entries() -> list[Arch]:
         *_efficientnets(),
         *_convnexts(),
     ]
+    # fmt: on
 
 
 def _efficientnets() -> list[Arch]:
     """EfficientNet B0-B7 and EfficientNetV2: compound-scaled, rescaling inside the model."""
     v1 = [  # suffix, input size, params, top-1, top-5
-        ("b0", 224, 5_330_571, 77.1, 93.3), ("b1", 240, 7_856_239, 79.1, 94.4),
-        ("b2", 260, 9_177_569, 80.1, 94.9), ("b3", 300, 12_320_535, 81.6, 95.7),
-        ("b4", 380, 19_466_823, 82.9, 96.4), ("b5", 456, 30_562_527, 83.6, 96.7),
-        ("b6", 528, 43_265_143, 84.0, 96.8), ("b7", 600, 66_658_687, 84.3, 97.0),
+        ("b0", 224, 5_330_571, 77.1, 93.3),
+        ("b1", 240, 7_856_239, 79.1, 94.4),
+        ("b2", 260, 9_177_569, 80.1, 94.9),
+        ("b3", 300, 12_320_535, 81.6, 95.7),
+        ("b4", 380, 19_466_823, 82.9, 96.4),
+        ("b5", 456, 30_562_527, 83.6, 96.7),
+        ("b6", 528, 43_265_143, 84.0, 96.8),
+        ("b7", 600, 66_658_687, 84.3, 97.0),
     ]
     v2 = [
-        ("b0", 224, 7_200_312, 78.7, 94.3), ("b1", 240, 8_212_124, 79.8, 95.0),
-        ("b2", 260, 10_178_374, 80.5, 95.1), ("b3", 300, 14_467_622, 82.0, 95.8),
-        ("s", 384, 21_612_360, 83.9, 96.7), ("m", 480, 54_431_388, 85.3, 97.4),
+        ("b0", 224, 7_200_312, 78.7, 94.3),
+        ("b1", 240, 8_212_124, 79.8, 95.0),
+        ("b2", 260, 10_178_374, 80.5, 95.1),
+        ("b3", 300, 14_467_622, 82.0, 95.8),
+        ("s", 384, 21_612_360, 83.9, 96.7),
+        ("m", 480, 54_431_388, 85.3, 97.4),
         ("l", 480, 119_027_848, 85.7, 97.5),
     ]
     return [
-        Arch(f"efficientnet_b{s[1:]}", f"EfficientNetB{s[1:]}", "efficientnet", "none", size,
-             "EfficientNet", 2019, params, top1, top5, "top_activation")
+        Arch(
+            f"efficientnet_b{s[1:]}",
+            f"EfficientNetB{s[1:]}",
+            "efficientnet",
+            "none",
+            size,
+            "EfficientNet",
+            2019,
+            params,
+            top1,
+            top5,
+            "top_activation",
+        )
         for s, size, params, top1, top5 in v1
     ] + [
-        Arch(f"efficientnet_v2_{s}", f"EfficientNetV2{s.upper()}", "efficientnet_v2", "none",
-             size, "EfficientNetV2", 2021, params, top1, top5, "top_activation")
+        Arch(
+            f"efficientnet_v2_{s}",
+            f"EfficientNetV2{s.upper()}",
+            "efficientnet_v2",
+            "none",
+            size,
+            "EfficientNetV2",
+            2021,
+            params,
+            top1,
+            top5,
+            "top_activation",
+        )
         for s, size, params, top1, top5 in v2
     ]
 
@@ -170,13 +201,26 @@ def _efficientnets() -> list[Arch]:
 def _convnexts() -> list[Arch]:
     """ConvNeXt (Liu et al. 2022): a ResNet modernised towards transformers."""
     sizes = [  # suffix, Keras class suffix, params, top-1
-        ("tiny", "Tiny", 28_589_128, 81.3), ("small", "Small", 50_223_688, 82.3),
-        ("base", "Base", 88_591_464, 85.3), ("large", "Large", 197_767_336, 86.3),
+        ("tiny", "Tiny", 28_589_128, 81.3),
+        ("small", "Small", 50_223_688, 82.3),
+        ("base", "Base", 88_591_464, 85.3),
+        ("large", "Large", 197_767_336, 86.3),
         ("xlarge", "XLarge", 350_196_968, 86.7),
     ]
     return [
-        Arch(f"convnext_{s}", f"ConvNeXt{cls}", "convnext", "none", 224, "ConvNeXt", 2022,
-             params, top1, None, f"convnext_{s}_stage_3_block_2_identity")
+        Arch(
+            f"convnext_{s}",
+            f"ConvNeXt{cls}",
+            "convnext",
+            "none",
+            224,
+            "ConvNeXt",
+            2022,
+            params,
+            top1,
+            None,
+            f"convnext_{s}_stage_3_block_2_identity",
+        )
         for s, cls, params, top1 in sizes
     ]
 

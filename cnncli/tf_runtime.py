@@ -31,6 +31,7 @@ def import_keras() -> ModuleType:
         import keras
         import tensorflow as tf
 
+    keras.config.disable_interactive_logging()  # no "Downloading data from" or bars on stdout
     tf.get_logger().setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="keras")

@@ -17,8 +17,15 @@ COFFEE = SAMPLES / "coffee.jpg"
 
 # Cheap enough for CI, and one per kind: plain CNN with a size of its own (inception_v3 at
 # 299), width multiplier, in-model preprocessing, squeeze-excite, NAS cell, the basic ResNet.
-REPRESENTATIVE = ["mobilenet_0.25", "mobilenet_v2_0.35", "mobilenet_v3_small",
-                  "efficientnet_b0", "nasnet_mobile", "resnet18", "inception_v3"]
+REPRESENTATIVE = [
+    "mobilenet_0.25",
+    "mobilenet_v2_0.35",
+    "mobilenet_v3_small",
+    "efficientnet_b0",
+    "nasnet_mobile",
+    "resnet18",
+    "inception_v3",
+]
 
 
 def check_predictions(predictions: list[dict], top: int) -> None:
@@ -46,8 +53,23 @@ def test_bad_inputs_are_reported_and_do_not_stop_the_others(cli, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_text("not a jpeg")
     missing = tmp_path / "missing.jpg"
-    run = cli("classify", CAT, broken, missing, COFFEE, "-a", "mobilenet_0.25", "-w", "none",
-              "-k", "3", "-f", "json", "--batch-size", "2")
+    run = cli(
+        "classify",
+        CAT,
+        broken,
+        missing,
+        COFFEE,
+        "-a",
+        "mobilenet_0.25",
+        "-w",
+        "none",
+        "-k",
+        "3",
+        "-f",
+        "json",
+        "--batch-size",
+        "2",
+    )
     assert run.exit_code == 1
     results = run.json()["results"]
     assert [r["image"] for r in results] == [str(CAT), str(broken), str(missing), str(COFFEE)]
@@ -61,27 +83,55 @@ def test_bad_inputs_are_reported_and_do_not_stop_the_others(cli, tmp_path):
 
 
 def test_batch_size_does_not_change_scores(cli):
-    args = ("classify", CAT, COFFEE, CAT, "-a", "mobilenet_v2_0.35", "-w", "none", "-k", "10",
-            "-f", "json")
+    args = (
+        "classify",
+        CAT,
+        COFFEE,
+        CAT,
+        "-a",
+        "mobilenet_v2_0.35",
+        "-w",
+        "none",
+        "-k",
+        "10",
+        "-f",
+        "json",
+    )
     one = cli(*args, "--batch-size", "1").json()["results"]
     three = cli(*args, "--batch-size", "3").json()["results"]
     for a, b in zip(one, three, strict=True):
         assert [p["index"] for p in a["predictions"]] == [p["index"] for p in b["predictions"]]
-        np.testing.assert_allclose([p["score"] for p in a["predictions"]],
-                                   [p["score"] for p in b["predictions"]], rtol=1e-4)
+        np.testing.assert_allclose(
+            [p["score"] for p in a["predictions"]],
+            [p["score"] for p in b["predictions"]],
+            rtol=1e-4,
+        )
 
 
 def test_directory_expands_to_its_images_sorted(cli):
     run = cli("classify", SAMPLES, "-a", "mobilenet_0.25", "-w", "none", "-k", "1", "-f", "json")
     assert run.exit_code == 0
     images = [r["image"] for r in run.json()["results"]]
-    assert images == [str(SAMPLES / n) for n in
-                      ("cat.jpg", "coffee.jpg", "grace_hopper.jpg", "rocket.jpg")]
+    assert images == [
+        str(SAMPLES / n) for n in ("cat.jpg", "coffee.jpg", "grace_hopper.jpg", "rocket.jpg")
+    ]
 
 
 def test_csv_has_one_row_per_image_and_rank(cli, tmp_path):
-    run = cli("classify", CAT, COFFEE, tmp_path / "nope.jpg", "-a", "mobilenet_0.25",
-              "-w", "none", "-k", "4", "-f", "csv")
+    run = cli(
+        "classify",
+        CAT,
+        COFFEE,
+        tmp_path / "nope.jpg",
+        "-a",
+        "mobilenet_0.25",
+        "-w",
+        "none",
+        "-k",
+        "4",
+        "-f",
+        "csv",
+    )
     rows = list(csv.DictReader(io.StringIO(run.stdout)))
     assert len(rows) == 2 * 4 + 1
     assert [r["rank"] for r in rows[:4]] == ["1", "2", "3", "4"]
@@ -105,8 +155,14 @@ def test_no_color_means_no_escape_codes_even_on_a_terminal(cli):
 
 @pytest.mark.parametrize(
     "args",
-    [("-a", "resnet5O"), ("-k", "0"), ("-k", "1001"), ("--frobnicate",), ("--resize", "zoom"),
-     ("-f", "xml")],
+    [
+        ("-a", "resnet5O"),
+        ("-k", "0"),
+        ("-k", "1001"),
+        ("--frobnicate",),
+        ("--resize", "zoom"),
+        ("-f", "xml"),
+    ],
 )
 def test_usage_errors_exit_2(cli, args):
     run = cli("classify", CAT, "-w", "none", *args)

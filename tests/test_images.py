@@ -139,8 +139,15 @@ def test_expand_directories_globs_and_missing(tmp_path):
     for name in ("b.jpg", "a.PNG", "notes.txt"):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "sub").mkdir()
-    entries = expand([str(tmp_path), str(tmp_path / "*.jpg"), str(tmp_path / "*.gif"),
-                      str(tmp_path / "missing.jpg"), str(tmp_path / "sub")])
+    entries = expand(
+        [
+            str(tmp_path),
+            str(tmp_path / "*.jpg"),
+            str(tmp_path / "*.gif"),
+            str(tmp_path / "missing.jpg"),
+            str(tmp_path / "sub"),
+        ]
+    )
     assert [(e.image, e.error is None) for e in entries] == [
         (str(tmp_path / "a.PNG"), True),
         (str(tmp_path / "b.jpg"), True),

@@ -14,8 +14,10 @@ from tests.conftest import MODELS, ROOT
 SHIPPED = ROOT / "cnncli" / "data" / "imagenet_class_index.json"
 
 
-@pytest.mark.skipif(not (MODELS / "imagenet_class_index.json").is_file(),
-                    reason="../shared/models/imagenet_class_index.json (Keras's file) is absent")
+@pytest.mark.skipif(
+    not (MODELS / "imagenet_class_index.json").is_file(),
+    reason="../shared/models/imagenet_class_index.json (Keras's file) is absent",
+)
 def test_shipped_index_equals_keras_class_index():
     keras_index = json.loads((MODELS / "imagenet_class_index.json").read_text())
     assert json.loads(SHIPPED.read_text()) == keras_index
@@ -53,5 +55,10 @@ def test_decode_ranks_best_first():
     top = labels.decode(scores, 3)
     assert [p.index for p in top] == [281, 5, 999]
     assert [p.rank for p in top] == [1, 2, 3]
-    assert top[0].as_dict() == {"rank": 1, "index": 281, "wnid": "n02123045", "label": "tabby",
-                                "score": pytest.approx(0.7)}
+    assert top[0].as_dict() == {
+        "rank": 1,
+        "index": 281,
+        "wnid": "n02123045",
+        "label": "tabby",
+        "score": pytest.approx(0.7),
+    }

@@ -1,0 +1,82 @@
+"""`cnn compare`: architectures side by side, each at its own size, and the majority vote."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnncli.compare import ModelRun, _with_majority
+from cnncli.labels import decode
+from tests.conftest import MOBILENET_WEIGHTS, SAMPLES, needs_shared
+
+CAT = SAMPLES / "cat.jpg"
+
+
+def run_with_top(arch: str, index: int) -> ModelRun:
+    import numpy as np
+
+    scores = np.zeros(1000)
+    scores[index] = 1.0
+    return ModelRun(arch, tuple(decode(scores, 1)), 1, 1.0)
+
+
+def test_majority_marks_the_agreeing_models():
+    result = _with_majority(
+        "x", [run_with_top("a", 281), run_with_top("b", 281), run_with_top("c", 5)]
+    )
+    assert result.majority.index == 281
+    assert [r.agrees for r in result.runs] == [True, True, False]
+
+
+def test_a_tie_has_no_majority():
+    result = _with_majority("x", [run_with_top("a", 281), run_with_top("b", 5)])
+    assert result.majority is None
+    assert not any(r.agrees for r in result.runs)
+
+
+def test_compare_json_has_a_model_per_arch_at_its_own_size(cli):
+    run = cli(
+        "compare",
+        CAT,
+        "--arch",
+        "mobilenet_0.25,inception_v3,resnet18",
+        "--weights",
+        "none",
+        "--top",
+        "3",
+        "-f",
+        "json",
+    )
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    assert doc["image"] == str(CAT)
+    assert [m["arch"] for m in doc["models"]] == ["mobilenet_0.25", "inception_v3", "resnet18"]
+    for model in doc["models"]:
+        assert {"arch", "predictions", "params", "ms"} <= set(model)
+        assert [p["rank"] for p in model["predictions"]] == [1, 2, 3]
+        assert model["ms"] > 0
+    params = {m["arch"]: m["params"] for m in doc["models"]}
+    assert params == {"mobilenet_0.25": 475_544, "inception_v3": 23_851_784, "resnet18": 11_699_112}
+
+
+@needs_shared
+def test_real_weights_agree_and_table_shows_rows(cli):
+    w = str(MOBILENET_WEIGHTS)
+    run = cli("compare", CAT, "-a", "mobilenet_0.25,mobilenet_0.25", "-w", f"{w},{w}", "-k", "3")
+    assert run.exit_code == 0, run.stderr
+    assert "majority top-1: Egyptian_cat" in run.stdout
+    for row in ("params", "ms", "majority"):
+        assert any(line.strip().startswith(row) for line in run.stdout.splitlines())
+
+
+@pytest.mark.parametrize("weights", ["none,none,none", "bogus"])
+def test_weights_list_must_fit_the_archs(cli, weights):
+    run = cli("compare", CAT, "-a", "mobilenet_0.25,resnet18", "-w", weights)
+    assert run.exit_code == 2
+
+
+def test_unreadable_photo_is_one_line(cli, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG not really")
+    run = cli("compare", bad, "-a", "mobilenet_0.25", "-w", "none")
+    assert run.exit_code == 1
+    assert str(bad) in run.stderr and "Traceback" not in run.stderr
