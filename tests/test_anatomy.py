@@ -292,3 +292,24 @@ def test_every_registry_architecture(name: str) -> None:
     assert a.depth > 0
     assert a.macs > 0
     import_keras().backend.clear_session()
+
+
+def test_summary_command_json_and_layers(cli) -> None:
+    run = cli("summary", "ResNet-18", "--format", "json", "--layers")
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    assert doc["arch"] == "resnet18" and doc["depth"] == 18
+    assert doc["params"]["trainable"] == 11_689_512
+    assert sum(row["params"] for row in doc["layers"]) == doc["params"]["total"]
+    assert abs(doc["macs"] / 1.8e9 - 1) < 0.05
+
+
+def test_summary_command_table_names_the_lessons(cli) -> None:
+    run = cli("summary", "mobilenet_0.25")
+    assert run.exit_code == 0, run.stderr
+    assert "depthwise" in run.stdout and "224x224" in run.stdout
+    assert "fc1" not in run.stdout  # no layer table without --layers
+
+
+def test_summary_of_unknown_arch_is_a_usage_error(cli) -> None:
+    assert cli("summary", "alexnet").exit_code == 2
