@@ -31,24 +31,21 @@ Forward = Callable[[np.ndarray], np.ndarray]
 
 @dataclass
 class Classifier:
-    """A registry record and its forward pass (preprocessed batch -> softmax scores)."""
+    """A registry record and its forward pass (preprocessed batch -> softmax scores).
+
+    Which engine runs the pass (`engines.open_classifier` chooses) is recorded for the output.
+    """
 
     arch: Arch
     forward: Forward
-    params: int
-
-    @classmethod
-    def load(cls, arch: Arch, weights: loader.Weights) -> Classifier:
-        """Build the Keras model for `arch` with `weights` (this imports TensorFlow)."""
-        model = loader.build(arch, weights)
-        return cls(arch, _keras_forward(model), model.count_params())
+    engine: str
 
     def scores(self, pixels: np.ndarray) -> np.ndarray:
         """Softmax scores (n, 1000) for RGB pixels (n, size, size, 3) in 0-255."""
         return self.forward(preprocess(pixels, self.arch.preprocessing))
 
 
-def _keras_forward(model: Any) -> Forward:
+def keras_forward(model: Any) -> Forward:
     """A compiled forward pass: `predict_on_batch` traces once (eager calls are ~4x slower
     here), and unlike `predict` it prints no progress bar and adds no per-call dataset setup."""
 
@@ -112,11 +109,14 @@ def _classify_batch(
     ]
 
 
-def document(arch: Arch, weights: loader.Weights, results: Sequence[ImageResult]) -> dict:
+def document(
+    classifier: Classifier, weights: loader.Weights, results: Sequence[ImageResult]
+) -> dict:
     """The JSON document of `cnn classify`."""
     return {
-        "arch": arch.name,
+        "arch": classifier.arch.name,
         "weights": str(weights),
+        "engine": classifier.engine,
         "results": [r.as_dict() for r in results],
     }
 

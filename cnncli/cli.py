@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from cnncli import __version__, catalog, registry
+from cnncli.engines import Engine
 from cnncli.env import Environment
 from cnncli.errors import CnnError, UsageError
 from cnncli.images import Resize
@@ -41,6 +42,9 @@ ResizeOption = Annotated[
     Resize, typer.Option(help="crop: shorter side to size/0.875, centre crop; stretch: squash.")
 ]
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+EngineOption = Annotated[
+    Engine, typer.Option("--engine", "-e", help="auto: LiteRT when installed, else Keras.")
+]
 
 
 def environment(ctx: typer.Context) -> Environment:
@@ -111,18 +115,19 @@ def classify(
     resize: ResizeOption = Resize.crop,
     fmt: FormatOption = Format.table,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
+    engine: EngineOption = Engine.auto,
 ) -> None:
     """Label photos with an ImageNet classifier."""
     from cnncli import classify as lib
+    from cnncli.engines import open_classifier
     from cnncli.inputs import expand
     from cnncli.loader import Weights
-    from cnncli.progress import progress, status
+    from cnncli.progress import progress
 
     env = environment(ctx)
     record, source = registry.get(arch), Weights.parse(weights)
     entries = expand(images)
-    with status(env, f"loading {record.name} ({source} weights)"):
-        classifier = lib.Classifier.load(record, source)
+    classifier = open_classifier(record, source, engine, env)
     with progress(env, f"classifying with {record.name}", len(entries)) as advance:
         results = lib.classify(classifier, entries, top, resize, batch_size, advance)
     for result in results:
@@ -131,7 +136,7 @@ def classify(
     emit(
         env,
         fmt,
-        lib.document(record, source, results),
+        lib.document(classifier, source, results),
         lambda: lib.render(results),
         lambda: lib.rows(results),
     )
@@ -153,12 +158,13 @@ def compare(
     ] = "imagenet",
     resize: ResizeOption = Resize.crop,
     fmt: FormatOption = Format.table,
+    engine: EngineOption = Engine.auto,
 ) -> None:
     """Several architectures side by side on the same photo."""
     from cnncli import compare as lib
     from cnncli.classify import Classifier
+    from cnncli.engines import open_classifier
     from cnncli.loader import Weights
-    from cnncli.progress import status
 
     env = environment(ctx)
     records = [registry.get(name) for name in archs.split(",") if name.strip()]
@@ -171,11 +177,7 @@ def compare(
     sources = sources * len(records) if len(sources) == 1 else sources
 
     def loader(record: registry.Arch, source: Weights) -> Callable[[], Classifier]:
-        def load() -> Classifier:
-            with status(env, f"loading {record.name} ({source} weights)"):
-                return Classifier.load(record, source)
-
-        return load
+        return lambda: open_classifier(record, source, engine, env)
 
     result = lib.compare(
         image, [loader(r, s) for r, s in zip(records, sources, strict=True)], top, resize
@@ -214,6 +216,43 @@ def summary(
 def models_(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
     """List every architecture: input size, parameters, accuracy, weights size."""
     emit(environment(ctx), fmt, catalog.document(), catalog.render, catalog.rows)
+
+
+cache_app = typer.Typer(help="The compiled-model cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("list")
+@guarded
+def cache_list(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
+    """List cached compiled models: arch, weights, engine, size, age."""
+    from cnncli import cache
+
+    env = environment(ctx)
+    entries = cache.ModelCache(env.cache_dir).entries()
+    emit(
+        env,
+        fmt,
+        cache.document(entries),
+        lambda: cache.render(entries, env.cache_dir),
+        lambda: cache.rows(entries),
+    )
+
+
+@cache_app.command("clear")
+@guarded
+def cache_clear(
+    ctx: typer.Context,
+    arch: Annotated[str | None, typer.Argument(help="Only this architecture's entries.")] = None,
+) -> None:
+    """Remove cached compiled models (all, or one architecture's)."""
+    from cnncli import cache
+
+    env = environment(ctx)
+    name = registry.get(arch).name if arch else None
+    removed = cache.ModelCache(env.cache_dir).clear(name)
+    freed = sum(entry.size for entry in removed)
+    env.err_console().print(f"removed {len(removed)} cached models ({freed / 2**20:.1f} MB)")
 
 
 def main() -> None:

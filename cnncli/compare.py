@@ -6,6 +6,7 @@ warm-up pass, then timed passes. The majority top-1 shows where architectures ag
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections import Counter
@@ -36,6 +37,7 @@ class ModelRun:
     predictions: tuple[Prediction, ...]
     params: int
     ms: float
+    engine: str
     agrees: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -44,6 +46,7 @@ class ModelRun:
             "predictions": [p.as_dict() for p in self.predictions],
             "params": self.params,
             "ms": round(self.ms, 2),
+            "engine": self.engine,
             "agrees_with_majority": self.agrees,
         }
 
@@ -57,8 +60,10 @@ class Comparison:
     majority: Prediction | None
 
     def as_dict(self) -> dict[str, Any]:
+        engines = {run.engine for run in self.runs}
         return {
             "image": self.image,
+            "engine": engines.pop() if len(engines) == 1 else "mixed",
             "majority": self.majority.label if self.majority else None,
             "models": [run.as_dict() for run in self.runs],
         }
@@ -90,7 +95,13 @@ def compare(
         pixels = np.asarray(fit(photo, size, resize), dtype=np.float32)[None]
         scores, ms = timed_forward(classifier, pixels)
         runs.append(
-            ModelRun(classifier.arch.name, tuple(decode(scores[0], top)), classifier.params, ms)
+            ModelRun(
+                classifier.arch.name,
+                tuple(decode(scores[0], top)),
+                classifier.arch.params,
+                ms,
+                classifier.engine,
+            )
         )
     return _with_majority(image, runs)
 
@@ -101,10 +112,7 @@ def _with_majority(image: str, runs: list[ModelRun]) -> Comparison:
     index, count = votes.most_common(1)[0] if votes else (None, 0)
     if count * 2 <= len(runs) and len(runs) > 1:
         return Comparison(image, tuple(runs), None)
-    marked = tuple(
-        ModelRun(r.arch, r.predictions, r.params, r.ms, r.predictions[0].index == index)
-        for r in runs
-    )
+    marked = tuple(dataclasses.replace(r, agrees=r.predictions[0].index == index) for r in runs)
     majority = next(r.predictions[0] for r in runs if r.predictions[0].index == index)
     return Comparison(image, marked, majority)
 
@@ -123,7 +131,7 @@ def render(comparison: Comparison) -> list[RenderableType]:
         table.add_row(str(rank + 1), *cells)
     table.add_section()
     table.add_row("params", *(human(r.params) for r in comparison.runs))
-    table.add_row("ms", *(f"{r.ms:.1f}" for r in comparison.runs))
+    table.add_row("ms", *(f"{r.ms:.1f} ({r.engine})" for r in comparison.runs))
     table.add_row("majority", *("yes" if r.agrees else "no" for r in comparison.runs))
     verdict = comparison.majority.label if comparison.majority else "none (no top-1 shared by most)"
     return [table, Text(f"majority top-1: {verdict}")]

@@ -26,7 +26,8 @@ from cnncli.errors import UsageError
 Preprocessing = Literal["caffe", "tf", "torch", "none"]
 
 #: `feature_layer` value for models whose last feature map has no stable Keras name (Keras
-#: auto-numbers it): Grad-CAM then uses the layer that feeds the global pooling.
+#: auto-numbers it: MobileNetV3's and NASNet's last activation, the unnamed `+` that closes
+#: ConvNeXt's last block): Grad-CAM then uses the operation that feeds the head's global pooling.
 POOL_INPUT = "<global pooling input>"
 
 #: Constructors outside keras.applications, as "module:function".
@@ -219,7 +220,7 @@ def _convnexts() -> list[Arch]:
             params,
             top1,
             None,
-            f"convnext_{s}_stage_3_block_2_identity",
+            POOL_INPUT,  # `*_stage_3_block_2_identity` is the residual branch, not the sum
         )
         for s, cls, params, top1 in sizes
     ]

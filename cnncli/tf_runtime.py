@@ -8,24 +8,17 @@ so no banner reaches the user, and keeps `cnn --help` and `cnn models` free of T
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from functools import cache
 from types import ModuleType
 
-QUIET_ENVIRONMENT = {
-    "TF_CPP_MIN_LOG_LEVEL": "3",  # C++ INFO/WARNING/ERROR lines, oneDNN and CPU-feature banners
-    "ABSL_MIN_LOG_LEVEL": "3",
-    "GRPC_VERBOSITY": "ERROR",
-    "KERAS_BACKEND": "tensorflow",
-}
+from cnncli.quiet import set_quiet_environment
 
 
 @cache
 def import_keras() -> ModuleType:
     """Import Keras (TensorFlow backend) with every start-up banner silenced."""
-    for key, value in QUIET_ENVIRONMENT.items():
-        os.environ.setdefault(key, value)
+    set_quiet_environment()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import keras

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ SHARED = ROOT.parent / "shared"
 MODELS = SHARED / "models"
 PHOTOS = SHARED / "photos"
 MOBILENET_WEIGHTS = MODELS / "mobilenet_v1_0.25_224_imagenet.weights.h5"
+
+#: One compiled-model cache for the whole session, so each conversion happens once per run.
+SESSION_CACHE = Path(tempfile.mkdtemp(prefix="cnncli-test-cache-"))
 
 needs_shared = pytest.mark.skipif(
     not MOBILENET_WEIGHTS.is_file(), reason="../shared/models (real ImageNet weights) is absent"
@@ -51,7 +55,7 @@ def run_cli(*args: object, tty: bool = False, colors: bool = True, tmp: Path | N
         stdout_isatty=tty,
         stderr_isatty=False,
         colors=colors,
-        cache_dir=tmp or ROOT / ".pytest_cache" / "cnncli",
+        cache_dir=tmp or SESSION_CACHE,
     )
     result = CliRunner().invoke(app, [str(a) for a in args], obj=env)
     # Usage errors are Click's: they go to the runner's own output.

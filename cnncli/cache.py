@@ -1,0 +1,211 @@
+"""The compiled-model cache: convert a Keras model once, load it in milliseconds ever after.
+
+An entry is a model file plus a JSON record beside it, keyed by everything that changes the
+file: architecture, the weights' content hash, input size, engine, and the package versions that
+produced it. Both files are written to a temporary name and renamed into place, the record last,
+so a crash, Ctrl-C or a second process never leaves an entry that looks whole but is not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+from rich import box
+from rich.console import RenderableType
+from rich.table import Table
+
+from cnncli import __version__
+from cnncli.loader import Weights
+from cnncli.output import CsvRows, human_bytes
+from cnncli.registry import Arch
+
+#: Packages whose versions change what a conversion produces.
+VERSIONED = ("tensorflow", "keras", "ai-edge-litert")
+
+
+def package_version(name: str) -> str:
+    """Installed version of `name` (without importing it), or "absent"."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+@dataclass(frozen=True)
+class Key:
+    """What identifies a compiled model."""
+
+    arch: str
+    weights: str  # "imagenet" or "sha256:<hex>" of the weights file
+    input_size: int
+    engine: str
+    versions: str
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cached model as `cnn cache list` shows it."""
+
+    key: Key
+    path: Path
+    size: int
+    created: float
+
+    @property
+    def age_seconds(self) -> float:
+        return time.time() - self.created
+
+
+class ModelCache:
+    """Compiled models under one directory (`CNN_CACHE_DIR`, `$XDG_CACHE_HOME/cnncli`, ...)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def key(self, arch: Arch, weights: Weights, engine: str) -> Key:
+        """The key for `arch` with `weights` on `engine`; `--weights none` has none."""
+        if weights.source == "none":
+            raise ValueError("random weights are never cached")
+        identity = "imagenet" if weights.path is None else f"sha256:{self.file_hash(weights.path)}"
+        versions = ",".join(f"{p}={package_version(p)}" for p in VERSIONED)
+        return Key(arch.name, identity, arch.input_size, engine, f"{versions},cnncli={__version__}")
+
+    def model_path(self, key: Key, suffix: str) -> Path:
+        return self.root / f"{key.arch}-{key.engine}-{key.digest()}{suffix}"
+
+    def lookup(self, key: Key, suffix: str) -> Path | None:
+        """The model file of a complete entry for `key`, or None."""
+        path = self.model_path(key, suffix)
+        return path if path.is_file() and _record_path(path).is_file() else None
+
+    def store(self, key: Key, suffix: str, write: Callable[[Path], None]) -> Path:
+        """Create the entry: `write(tmp)` produces the model file, then both are renamed in."""
+        path = self.model_path(key, suffix)
+        self.root.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, write)
+        record = json.dumps({**asdict(key), "created": time.time()}, indent=1)
+        _atomic_write(_record_path(path), lambda tmp: tmp.write_text(record, encoding="utf-8"))
+        return path
+
+    def discard(self, path: Path) -> None:
+        """Remove an entry (record first, so a half-removed entry is never seen as whole)."""
+        for file in (_record_path(path), path):
+            with contextlib.suppress(FileNotFoundError):
+                file.unlink()
+
+    def entries(self) -> list[Entry]:
+        """Every complete entry, oldest first."""
+        found = []
+        for record in sorted(self.root.glob("*.entry.json")):
+            try:
+                data = json.loads(record.read_text(encoding="utf-8"))
+                created = data.pop("created")
+                model = record.with_name(record.name.removesuffix(".entry.json"))
+                found.append(Entry(Key(**data), model, model.stat().st_size, created))
+            except (OSError, ValueError, TypeError, KeyError):
+                continue  # a stray or foreign file is not an entry
+        return sorted(found, key=lambda e: e.created)
+
+    def clear(self, arch: str | None = None) -> list[Entry]:
+        """Remove every entry, or those of one architecture; returns what was removed."""
+        removed = [e for e in self.entries() if arch is None or e.key.arch == arch]
+        for entry in removed:
+            self.discard(entry.path)
+        if arch is None:
+            shutil.rmtree(self.root / "hashes", ignore_errors=True)
+        return removed
+
+    def file_hash(self, path: Path) -> str:
+        """SHA-256 of a weights file, remembered by (path, size, mtime) so a warm run skips it."""
+        stat = path.stat()
+        memo = (
+            self.root
+            / "hashes"
+            / hashlib.sha256(
+                f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()
+            ).hexdigest()[:24]
+        )
+        with contextlib.suppress(OSError):
+            return memo.read_text(encoding="ascii").strip()
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(memo, lambda tmp: tmp.write_text(digest.hexdigest(), encoding="ascii"))
+        return digest.hexdigest()
+
+
+def _record_path(model: Path) -> Path:
+    return model.with_name(model.name + ".entry.json")
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """`write` to a temporary file beside `path`, flush it to disk, then rename it into place."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        tmp.chmod(0o644)  # mkstemp makes it private; a cache is as readable as any other file
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def document(entries: list[Entry]) -> list[dict[str, object]]:
+    """`cnn cache list --format json`: one object per entry."""
+    return [
+        {
+            "arch": e.key.arch,
+            "weights": e.key.weights,
+            "engine": e.key.engine,
+            "input_size": e.key.input_size,
+            "bytes": e.size,
+            "age_seconds": round(e.age_seconds, 1),
+            "path": str(e.path),
+        }
+        for e in entries
+    ]
+
+
+def render(entries: list[Entry], root: Path) -> list[RenderableType]:
+    table = Table(
+        box=box.SIMPLE_HEAD, title=f"{len(entries)} cached models in {root}", title_justify="left"
+    )
+    for column in ("arch", "weights", "engine", "size", "age"):
+        table.add_column(column, justify="right" if column in ("size", "age") else "left")
+    for e in entries:
+        table.add_row(
+            e.key.arch, e.key.weights[:19], e.key.engine, human_bytes(e.size), _age(e.age_seconds)
+        )
+    return [table]
+
+
+def rows(entries: list[Entry]) -> CsvRows:
+    records = document(entries)
+    header = list(records[0]) if records else ["arch", "weights", "engine", "bytes"]
+    return header, [list(r.values()) for r in records]
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"

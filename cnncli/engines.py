@@ -1,0 +1,105 @@
+"""Engines: what runs a registry record's forward pass, and how `--engine auto` chooses.
+
+`keras` is the reference: always there, needed for summaries and Grad-CAM. `litert` runs a
+LiteRT conversion of the same model from the compiled-model cache, without importing TensorFlow
+once the entry exists. `auto` takes `litert` when its runtime is installed and the model
+converts, and says when it falls back.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from cnncli import litert, loader
+from cnncli.cache import ModelCache
+from cnncli.classify import Classifier, keras_forward
+from cnncli.env import Environment
+from cnncli.errors import CnnError
+from cnncli.progress import status
+from cnncli.registry import Arch
+
+
+class Engine(str, Enum):
+    """Choice of engine on the command line."""
+
+    auto = "auto"
+    keras = "keras"
+    litert = "litert"
+
+
+class ConversionError(CnnError):
+    """The Keras model could not be converted for the compiled engine."""
+
+
+def open_classifier(
+    arch: Arch, weights: loader.Weights, choice: Engine, env: Environment
+) -> Classifier:
+    """A classifier for `arch` with `weights` on the engine `choice` resolves to."""
+    if choice is Engine.keras or (choice is Engine.auto and not litert.available()):
+        return _keras(arch, weights, env)
+    if not litert.available():
+        raise CnnError("--engine litert needs the LiteRT runtime: pip install ai-edge-litert")
+    if choice is Engine.auto and weights.source == "none":
+        return _keras(arch, weights, env)  # random weights: converting costs more than it saves
+    try:
+        return _litert(arch, weights, ModelCache(env.cache_dir), env)
+    except ConversionError as exc:
+        if choice is Engine.litert:
+            raise
+        warn(env, f"{exc}; running it on Keras instead")
+        return _keras(arch, weights, env)
+
+
+def warn(env: Environment, message: str) -> None:
+    """One warning line on stderr."""
+    env.err_console().print(f"cnn: warning: {message}", style="yellow", markup=False)
+
+
+def _build(arch: Arch, weights: loader.Weights, env: Environment) -> Any:
+    """The Keras model, with a spinner while it builds and loads its weights."""
+    with status(env, f"loading {arch.name} ({weights} weights)"):
+        return loader.build(arch, weights)
+
+
+def _keras(arch: Arch, weights: loader.Weights, env: Environment) -> Classifier:
+    return Classifier(arch, keras_forward(_build(arch, weights, env)), "keras")
+
+
+def _litert(arch: Arch, weights: loader.Weights, cache: ModelCache, env: Environment) -> Classifier:
+    """From the cache when the entry exists and loads; converted (and stored) otherwise."""
+    if weights.source == "none":
+        with tempfile.TemporaryDirectory() as folder:  # random weights are never cached
+            path = Path(folder) / f"model{litert.SUFFIX}"
+            _convert(arch, _build(arch, weights, env), path, env)
+            return Classifier(arch, litert.Runner(path), litert.NAME)
+    key = cache.key(arch, weights, litert.NAME)
+    path = cache.lookup(key, litert.SUFFIX)
+    if path is not None:
+        try:
+            return Classifier(arch, _runner(path, arch), litert.NAME)
+        except (ValueError, RuntimeError) as exc:
+            warn(env, f"cache entry {path.name} does not load ({exc}); rebuilding it")
+            cache.discard(path)
+    model = _build(arch, weights, env)
+    path = cache.store(key, litert.SUFFIX, lambda tmp: _convert(arch, model, tmp, env))
+    return Classifier(arch, _runner(path, arch), litert.NAME)
+
+
+def _convert(arch: Arch, model: object, path: Path, env: Environment) -> None:
+    with status(env, f"converting {arch.name} for LiteRT (once, then cached)"):
+        try:
+            litert.convert(model, path)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConversionError(f"{arch.name} does not convert to LiteRT ({first})") from exc
+
+
+def _runner(path: Path, arch: Arch) -> litert.Runner:
+    """Load a cached flatbuffer, refusing one whose input does not match the record."""
+    runner = litert.Runner(path)
+    if runner.input_size != arch.input_size:
+        raise ValueError(f"input {runner.input_size} px, expected {arch.input_size}")
+    return runner
