@@ -1,0 +1,144 @@
+"""The compiled engine and its cache: parity with Keras, hits without TensorFlow, robustness."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cnncli import litert
+from cnncli.cache import ModelCache
+from tests.conftest import MOBILENET_WEIGHTS, PHOTOS, ROOT, SAMPLES, needs_shared, seeded_model
+
+pytestmark = pytest.mark.skipif(not litert.available(), reason="ai-edge-litert is not installed")
+
+CAT = SAMPLES / "cat.jpg"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """A seeded MobileNet-0.25 weights file: converts in seconds, scores are not flat."""
+    path = tmp_path_factory.mktemp("engines") / "mobilenet.weights.h5"
+    seeded_model("mobilenet_0.25", 3).save_weights(path)
+    return path
+
+
+def classify(cli, cache, *args):
+    run = cli("classify", *args, "-a", "mobilenet_0.25", "-f", "json", tmp=cache)
+    assert run.exit_code == 0, run.stderr
+    return run
+
+
+def cnn_process(cache, *args, code: str | None = None) -> subprocess.CompletedProcess:
+    """`cnn ARGS` in a fresh interpreter with CNN_CACHE_DIR=cache."""
+    env = {**os.environ, "CNN_CACHE_DIR": str(cache)}
+    command = ["-c", code] if code else ["-m", "cnncli", *map(str, args)]
+    return subprocess.run([sys.executable, *command], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=600)  # fmt: skip
+
+
+@needs_shared
+def test_engines_agree_on_real_weights_over_the_photos(cli, tmp_path):
+    expected = json.loads((PHOTOS / "expected.json").read_text())
+    photos = [PHOTOS / name for name in expected]
+    runs = {e: classify(cli, tmp_path, *photos, "-w", MOBILENET_WEIGHTS, "-e", e).json()
+            for e in ("keras", "litert")}  # fmt: skip
+    assert runs["litert"]["engine"] == "litert" and runs["keras"]["engine"] == "keras"
+    for ours, ref in zip(runs["litert"]["results"], runs["keras"]["results"], strict=True):
+        assert [p["index"] for p in ours["predictions"]] == [p["index"] for p in ref["predictions"]]
+        np.testing.assert_allclose([p["score"] for p in ours["predictions"]],
+                                   [p["score"] for p in ref["predictions"]], atol=1e-4)  # fmt: skip
+
+
+def test_auto_converts_once_then_hits_without_tensorflow(cli, tmp_path, weights):
+    first = classify(cli, tmp_path, CAT, "-w", weights)
+    assert first.json()["engine"] == "litert"
+    [entry] = ModelCache(tmp_path).entries()
+    assert entry.key.arch == "mobilenet_0.25" and entry.key.weights.startswith("sha256:")
+    stamp = entry.path.stat().st_mtime_ns
+
+    probe = (
+        "import sys, json, io, contextlib\n"
+        "from cnncli.cli import main\n"
+        f"sys.argv = ['cnn', 'classify', {str(CAT)!r}, '-a', 'mobilenet_0.25', "
+        f"'-w', {str(weights)!r}, '-f', 'json']\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    try: main()\n"
+        "    except SystemExit as exit: assert not exit.code, exit.code\n"
+        "sys.stderr.write(json.dumps([m for m in ('tensorflow', 'keras') if m in sys.modules]))\n"
+        "print(out.getvalue())\n"
+    )
+    warm = cnn_process(tmp_path, code=probe)
+    assert warm.returncode == 0, warm.stderr
+    assert json.loads(warm.stderr) == []  # neither TensorFlow nor Keras was imported
+    assert json.loads(warm.stdout)["results"] == first.json()["results"]
+    assert entry.path.stat().st_mtime_ns == stamp  # the entry was read, not rewritten
+
+
+def test_corrupt_entry_is_rebuilt_with_a_warning(cli, tmp_path, weights):
+    good = classify(cli, tmp_path, CAT, "-w", weights).json()
+    [entry] = ModelCache(tmp_path).entries()
+    entry.path.write_bytes(b"not a flatbuffer")
+    run = classify(cli, tmp_path, CAT, "-w", weights)
+    warnings = [line for line in run.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "rebuilding" in warnings[0]
+    assert run.json()["results"] == good["results"]
+    [rebuilt] = ModelCache(tmp_path).entries()
+    assert rebuilt.size > 1000
+
+
+def test_random_weights_are_never_cached(cli, tmp_path):
+    run = classify(cli, tmp_path, CAT, "-w", "none", "-e", "litert")
+    assert run.json()["engine"] == "litert"
+    assert ModelCache(tmp_path).entries() == []
+    assert classify(cli, tmp_path, CAT, "-w", "none").json()["engine"] == "keras"
+
+
+def test_concurrent_writers_leave_one_whole_entry(tmp_path, weights):
+    args = ["classify", CAT, "-a", "mobilenet_0.25", "-w", weights, "-f", "json"]
+    env = {**os.environ, "CNN_CACHE_DIR": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-m", "cnncli", *map(str, args)], env=env,
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]  # fmt: skip
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
+    first, second = (json.loads(out)["results"] for out, _ in outputs)
+    assert first == second
+    [entry] = ModelCache(tmp_path).entries()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "hashes") == [
+        entry.path.name, entry.path.name + ".entry.json"]  # fmt: skip
+    later = cnn_process(tmp_path, *args)
+    assert later.returncode == 0 and json.loads(later.stdout)["results"] == first
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    cache = ModelCache(tmp_path)
+
+    def crash(path):
+        path.write_bytes(b"half a model")
+        raise KeyboardInterrupt
+
+    from cnncli import registry
+    from cnncli.loader import Weights
+
+    key = cache.key(registry.get("mobilenet_0.25"), Weights("imagenet"), "litert")
+    with pytest.raises(KeyboardInterrupt):
+        cache.store(key, ".tflite", crash)
+    assert list(tmp_path.iterdir()) == [] and cache.lookup(key, ".tflite") is None
+
+
+def test_cache_list_and_clear(cli, tmp_path, weights):
+    classify(cli, tmp_path, CAT, "-w", weights)
+    listed = cli("cache", "list", "-f", "json", tmp=tmp_path).json()
+    assert [(e["arch"], e["engine"], e["input_size"]) for e in listed] == [
+        ("mobilenet_0.25", "litert", 224)]  # fmt: skip
+    assert listed[0]["bytes"] > 1000 and listed[0]["age_seconds"] >= 0
+    assert cli("cache", "clear", "resnet50", tmp=tmp_path).exit_code == 0
+    assert len(ModelCache(tmp_path).entries()) == 1
+    assert cli("cache", "clear", tmp=tmp_path).exit_code == 0
+    assert ModelCache(tmp_path).entries() == []
