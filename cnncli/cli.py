@@ -218,6 +218,52 @@ def models_(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
     emit(environment(ctx), fmt, catalog.document(), catalog.render, catalog.rows)
 
 
+@app.command()
+@guarded
+def bench(
+    ctx: typer.Context,
+    archs: Annotated[str, typer.Option("--arch", "-a", help="Comma-separated.")] = (
+        "resnet50,mobilenet_v2"
+    ),
+    engines: Annotated[str, typer.Option("--engine", "-e", help="Comma-separated.")] = (
+        "keras,litert"
+    ),
+    batch: Annotated[int, typer.Option(min=1, help="Batch size for images/s.")] = 8,
+    weights: WeightsOption = "imagenet",
+    repeats: Annotated[int, typer.Option(min=1, help="Timed repeats per figure.")] = 5,
+    photo: Annotated[str | None, typer.Option(help="Photo to time (default: generated).")] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Time cold-process latency, warm latency and throughput per arch and engine."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from cnncli import bench as lib
+    from cnncli.engines import open_classifier
+    from cnncli.loader import Weights
+    from cnncli.progress import status
+
+    env = environment(ctx)
+    source = Weights.parse(weights)
+    child_env = {**os.environ, "CNN_CACHE_DIR": str(env.cache_dir)}
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        image = Path(photo) if photo else lib.synthetic_photo(Path(folder) / "photo.jpg")
+        for name in archs.split(","):
+            record = registry.get(name)
+            for engine in (Engine(e) for e in engines.split(",")):
+                classifier = open_classifier(record, source, engine, env)
+                with status(env, f"timing {record.name} on {classifier.engine}"):
+                    warm, throughput = lib.warm_figures(classifier, image, batch, repeats)
+                    command = ["classify", str(image), "-a", record.name, "-w", weights,
+                               "-e", classifier.engine, "-f", "json"]  # fmt: skip
+                    cold = lib.cold_process_seconds(command, repeats, child_env)
+                results.append(lib.Measurement(record.name, classifier.engine, batch, cold,
+                                               warm, throughput))  # fmt: skip
+    emit(env, fmt, lib.document(results), lambda: lib.render(results), lambda: lib.rows(results))
+
+
 cache_app = typer.Typer(help="The compiled-model cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 

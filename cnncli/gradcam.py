@@ -19,7 +19,7 @@ Grad-CAM always runs on Keras: it needs gradients.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -322,6 +322,25 @@ def explain(
         Explanation(str(image), arch, table[i], float(cam.scores[i]), cam.heat(i), photo, resize)
         for i in indices
     ]
+
+
+def explain_each(
+    image: str | Path,
+    models: Iterable[tuple[Arch, Callable[[], Any]]],
+    classes: Sequence[int],
+    resize: Resize,
+) -> list[Explanation]:
+    """For `cnn compare --explain`: each architecture's Grad-CAM of one class (the one it ranked
+    first), each Keras model built only when its turn comes, so memory holds one at a time."""
+    return [
+        explain(build(), arch, image, [index], 1, resize)[0]
+        for (arch, build), index in zip(models, classes, strict=True)
+    ]
+
+
+def comparison_montage(explanations: Sequence[Explanation], alpha: float = 0.5) -> Image.Image:
+    """A panel per explanation, titled with its architecture, class and score."""
+    return montage([(e.overlay(alpha, captioned=False), e.title) for e in explanations])
 
 
 def output_paths(output: Path, count: int) -> list[Path]:

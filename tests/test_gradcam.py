@@ -241,6 +241,23 @@ def test_montage_puts_the_panels_side_by_side_at_one_height():
     assert sheet.height > 100 and sheet.width > sum(widths)
 
 
+def test_a_comparison_has_a_titled_panel_per_architecture(quadrant_model, red_and_green):
+    mobilenet = registry.get("mobilenet_0.25")
+    models = [
+        (QUADRANTS, lambda: quadrant_model),
+        (mobilenet, lambda: build(mobilenet, Weights("none"))),
+    ]
+    explanations = gradcam.explain_each(red_and_green, models, [0, 281], Resize.crop)
+    assert [(e.arch.name, e.target.index) for e in explanations] == [
+        ("quadrants", 0),
+        ("mobilenet_0.25", 281),
+    ]
+    assert explanations[0].title.startswith("quadrants\ntench ")
+    sheet = gradcam.comparison_montage(explanations)
+    panel = gradcam.PANEL_HEIGHT  # the 64x64 photo, scaled to the panel height
+    assert sheet.height > panel and 2 * panel < sheet.width < 2 * panel + 60
+
+
 def test_terminal_blocks_render_in_colour_and_without():
     heat = np.zeros((7, 7))
     heat[0, 0] = 1.0

@@ -1,0 +1,114 @@
+"""`cnn bench`: how long a person waits, per architecture and engine, on this machine.
+
+Three figures, each the median of repeats after a warm-up: the cold-process latency (spawning
+`cnn classify` on one photo until it exits: imports, loading, first pass, labels), the warm
+per-image latency, and images/s at a batch size. The machine is part of the result.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from rich import box
+from rich.console import RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from cnncli.classify import Classifier
+from cnncli.images import Resize, load_array
+from cnncli.output import CsvRows
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One architecture on one engine."""
+
+    arch: str
+    engine: str
+    batch: int
+    cold_process_s: float
+    warm_ms_per_image: float
+    images_per_s: float
+
+
+def machine() -> dict[str, object]:
+    """CPU model, cores and software versions, so figures can be compared across machines."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            model = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform()}  # fmt: skip
+
+
+def median_seconds(run: Callable[[], object], repeats: int) -> float:
+    """Median wall time of `run` over `repeats` calls, after one untimed warm-up call."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def cold_process_seconds(arguments: Sequence[str], repeats: int, env: dict[str, str]) -> float:
+    """Median wall time of `python -m cnncli ARGUMENTS` as a fresh process (warm cache)."""
+    command = [sys.executable, "-m", "cnncli", *arguments]
+
+    def spawn() -> None:
+        subprocess.run(command, check=True, capture_output=True, env=env, timeout=900)
+
+    return median_seconds(spawn, repeats)
+
+
+def warm_figures(
+    classifier: Classifier, photo: Path, batch: int, repeats: int
+) -> tuple[float, float]:
+    """(ms per image at batch 1, images/s at `batch`) on already-decoded pixels."""
+    pixels = load_array(photo, classifier.arch.input_size, Resize.crop)[None]
+    single = median_seconds(lambda: classifier.scores(pixels), repeats)
+    batched = np.repeat(pixels, batch, axis=0)
+    per_batch = median_seconds(lambda: classifier.scores(batched), repeats)
+    return single * 1000, batch / per_batch
+
+
+def synthetic_photo(path: Path) -> Path:
+    """A 640x480 JPEG of smooth colour gradients, for timing when no photo is given."""
+    from PIL import Image
+
+    y, x = np.mgrid[0:480, 0:640]
+    rgb = np.stack([x * 255 // 639, y * 255 // 479, (x + y) * 255 // 1118], axis=-1)
+    Image.fromarray(rgb.astype(np.uint8)).save(path, quality=90)
+    return path
+
+
+def document(results: Sequence[Measurement]) -> dict[str, object]:
+    return {"machine": machine(), "results": [asdict(r) for r in results]}
+
+
+def render(results: Sequence[Measurement]) -> list[RenderableType]:
+    info = machine()
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("arch", "engine", "cold process s", "warm ms/image", "batch", "images/s"):
+        table.add_column(column, justify="left" if column in ("arch", "engine") else "right")
+    for r in results:
+        table.add_row(r.arch, r.engine, f"{r.cold_process_s:.2f}", f"{r.warm_ms_per_image:.1f}",
+                      str(r.batch), f"{r.images_per_s:.1f}")  # fmt: skip
+    return [Text(f"{info['cpu']}, {info['cores']} cores, Python {info['python']}"), table]
+
+
+def rows(results: Sequence[Measurement]) -> CsvRows:
+    header = list(Measurement.__dataclass_fields__)
+    return header, [list(asdict(r).values()) for r in results]
