@@ -23,7 +23,7 @@ def main() -> None:
         str(i): [wnids[str(i)], names[str(i)].split(",")[0].strip().replace(" ", "_")]
         for i in range(1000)
     }
-    OUT.write_text(json.dumps(index) + "\n", encoding="utf-8")
+    OUT.write_text(json.dumps(index), encoding="utf-8")  # no newline: byte-identical to Keras
     print(f"wrote {len(index)} classes to {OUT}")
 
 

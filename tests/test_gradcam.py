@@ -14,7 +14,7 @@ from rich.console import Console
 
 from cnncli import gradcam, registry
 from cnncli.errors import CnnError, UsageError
-from cnncli.images import Resize
+from cnncli.images import Resize, load_array
 from cnncli.loader import Weights, build
 from tests.conftest import MOBILENET_WEIGHTS, SAMPLES, needs_shared
 
@@ -83,7 +83,7 @@ def test_each_class_heats_the_quadrant_it_reads(quadrant_model, red_and_green):
 
 
 def test_a_class_without_evidence_has_zero_heat_not_nan(quadrant_model, red_and_green):
-    pixels = np.asarray(Image.open(red_and_green), dtype=np.float32)[None]
+    pixels = load_array(red_and_green, 64, Resize.stretch)[None]
     heat = gradcam.gradcam(quadrant_model, QUADRANTS, pixels, 2)  # class 2 reads nothing
     assert np.array_equal(heat, np.zeros((GRID, GRID)))
 
