@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -159,6 +160,10 @@ def compare(
     resize: ResizeOption = Resize.crop,
     fmt: FormatOption = Format.table,
     engine: EngineOption = Engine.auto,
+    explain_to: Annotated[
+        Path | None,
+        typer.Option("--explain", help="Also write a Grad-CAM montage, a panel per arch (PNG)."),
+    ] = None,
 ) -> None:
     """Several architectures side by side on the same photo."""
     from cnncli import compare as lib
@@ -179,10 +184,61 @@ def compare(
     def loader(record: registry.Arch, source: Weights) -> Callable[[], Classifier]:
         return lambda: open_classifier(record, source, engine, env)
 
-    result = lib.compare(
-        image, [loader(r, s) for r, s in zip(records, sources, strict=True)], top, resize
-    )
+    pairs = list(zip(records, sources, strict=True))
+    result = lib.compare(image, [loader(r, s) for r, s in pairs], top, resize)
+    if explain_to is not None:
+        from cnncli import gradcam
+        from cnncli.engines import keras_model
+
+        top1 = [run.predictions[0].index for run in result.runs]
+        models = [(r, functools.partial(keras_model, r, s, env)) for r, s in pairs]
+        explanations = gradcam.explain_each(image, models, top1, resize)
+        gradcam.save(gradcam.comparison_montage(explanations), explain_to)
     emit(env, fmt, result.as_dict(), lambda: lib.render(result), lambda: lib.rows(result))
+
+
+@app.command()
+@guarded
+def explain(
+    ctx: typer.Context,
+    image: Annotated[str, typer.Argument(help="One photo.")],
+    arch: ArchOption = "resnet50",
+    weights: WeightsOption = "imagenet",
+    classes: Annotated[
+        list[str] | None,
+        typer.Option("--class", "-c", help="Class to explain: label, index or WordNet id."),
+    ] = None,
+    top: Annotated[
+        int, typer.Option("--top", "-k", min=1, max=1000, help="Without --class: the top K.")
+    ] = 1,
+    resize: ResizeOption = Resize.crop,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Overlay PNG (with --top K: OUT.png, OUT_2.png...)."),
+    ] = None,
+    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Heatmap opacity.")] = 0.5,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Where the classifier looked: Grad-CAM heatmaps (always on Keras, for gradients)."""
+    from cnncli import gradcam
+    from cnncli.engines import keras_model
+    from cnncli.loader import Weights
+    from cnncli.progress import status
+
+    env = environment(ctx)
+    record, source = registry.get(arch), Weights.parse(weights)
+    targets = [gradcam.resolve_class(query).index for query in classes or []]
+    model = keras_model(record, source, env)
+    with status(env, f"Grad-CAM with {record.name}"):
+        explanations = gradcam.explain(model, record, image, targets, top, resize)
+    saved = gradcam.save_overlays(explanations, output, alpha) if output else []
+    emit(
+        env,
+        fmt,
+        gradcam.document(str(source), explanations, saved),
+        lambda: gradcam.render(explanations, saved),
+        lambda: gradcam.rows(explanations, saved),
+    )
 
 
 @app.command()

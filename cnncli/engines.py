@@ -58,14 +58,14 @@ def warn(env: Environment, message: str) -> None:
     env.err_console().print(f"cnn: warning: {message}", style="yellow", markup=False)
 
 
-def _build(arch: Arch, weights: loader.Weights, env: Environment) -> Any:
+def keras_model(arch: Arch, weights: loader.Weights, env: Environment) -> Any:
     """The Keras model, with a spinner while it builds and loads its weights."""
     with status(env, f"loading {arch.name} ({weights} weights)"):
         return loader.build(arch, weights)
 
 
 def _keras(arch: Arch, weights: loader.Weights, env: Environment) -> Classifier:
-    return Classifier(arch, keras_forward(_build(arch, weights, env)), "keras")
+    return Classifier(arch, keras_forward(keras_model(arch, weights, env)), "keras")
 
 
 def _litert(arch: Arch, weights: loader.Weights, cache: ModelCache, env: Environment) -> Classifier:
@@ -73,7 +73,7 @@ def _litert(arch: Arch, weights: loader.Weights, cache: ModelCache, env: Environ
     if weights.source == "none":
         with tempfile.TemporaryDirectory() as folder:  # random weights are never cached
             path = Path(folder) / f"model{litert.SUFFIX}"
-            _convert(arch, _build(arch, weights, env), path, env)
+            _convert(arch, keras_model(arch, weights, env), path, env)
             return Classifier(arch, litert.Runner(path), litert.NAME)
     key = cache.key(arch, weights, litert.NAME)
     path = cache.lookup(key, litert.SUFFIX)
@@ -83,7 +83,7 @@ def _litert(arch: Arch, weights: loader.Weights, cache: ModelCache, env: Environ
         except (ValueError, RuntimeError) as exc:
             warn(env, f"cache entry {path.name} does not load ({exc}); rebuilding it")
             cache.discard(path)
-    model = _build(arch, weights, env)
+    model = keras_model(arch, weights, env)
     path = cache.store(key, litert.SUFFIX, lambda tmp: _convert(arch, model, tmp, env))
     return Classifier(arch, _runner(path, arch), litert.NAME)
 
