@@ -55,21 +55,20 @@ class Environment:
         )
 
     def console(self) -> Console:
-        """A rich console on stdout: styled only when stdout is a terminal and NO_COLOR is unset."""
-        return Console(
-            file=self.stdout,
-            force_terminal=self.stdout_isatty,
-            color_system="auto" if self.colors else None,
-            highlight=False,
-            width=None if self.stdout_isatty else PIPE_WIDTH,
-        )
+        """A rich console on stdout, for results."""
+        return self._console(self.stdout, self.stdout_isatty)
 
     def err_console(self) -> Console:
-        """A rich console on stderr, for progress and error lines."""
+        """A rich console on stderr, for progress, warnings and error lines."""
+        return self._console(self.stderr, self.stderr_isatty)
+
+    def _console(self, stream: TextIO, isatty: bool) -> Console:
+        """Styled only on a terminal with NO_COLOR unset; off a terminal, wide enough that no
+        table column is cut (there is no width to measure)."""
         return Console(
-            file=self.stderr,
-            force_terminal=self.stderr_isatty,
+            file=stream,
+            force_terminal=isatty,
             color_system="auto" if self.colors else None,
             highlight=False,
-            soft_wrap=True,
+            width=None if isatty else PIPE_WIDTH,
         )
