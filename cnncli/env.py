@@ -64,11 +64,13 @@ class Environment:
 
     def _console(self, stream: TextIO, isatty: bool) -> Console:
         """Styled only on a terminal with NO_COLOR unset; off a terminal, wide enough that no
-        table column is cut (there is no width to measure)."""
+        table column is cut (there is no width to measure). Lines of text are never wrapped by
+        rich, so an error stays one line however long it is."""
         return Console(
             file=stream,
             force_terminal=isatty,
             color_system="auto" if self.colors else None,
             highlight=False,
             width=None if isatty else PIPE_WIDTH,
+            soft_wrap=True,
         )
