@@ -67,16 +67,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="cnncli-bench-"))
-    env = prepare_environment(work)
-    weights = {name: seeded_weights(name, work) for name in dict.fromkeys(SINGLE + COMPARE)}
-    photos = sorted((ROOT / "sample_images").glob("*.jpg"))
-    lines = header()
-    lines += single_photo(weights, photos, env, args.repeats)
-    lines += comparison(weights, photos[0], env, args.repeats)
-    lines += throughput(weights, photos, Path(env["CNN_CACHE_DIR"]))
+    with tempfile.TemporaryDirectory(prefix="cnncli-bench-") as folder:
+        work = Path(folder)
+        env = prepare_environment(work)
+        weights = {name: seeded_weights(name, work) for name in dict.fromkeys(SINGLE + COMPARE)}
+        photos = sorted((ROOT / "sample_images").glob("*.jpg"))
+        lines = header()
+        lines += single_photo(weights, photos, env, args.repeats)
+        lines += comparison(weights, photos[0], env, args.repeats)
+        lines += throughput(weights, photos, Path(env["CNN_CACHE_DIR"]))
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    shutil.rmtree(work, ignore_errors=True)
     print(f"wrote {args.out}")
 
 

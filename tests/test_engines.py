@@ -142,3 +142,15 @@ def test_cache_list_and_clear(cli, tmp_path, weights):
     assert len(ModelCache(tmp_path).entries()) == 1
     assert cli("cache", "clear", tmp=tmp_path).exit_code == 0
     assert ModelCache(tmp_path).entries() == []
+
+
+def test_bench_reports_every_figure_with_the_machine(cli, tmp_path, weights):
+    run = cli("bench", "-a", "mobilenet_0.25", "-e", "keras,litert", "-w", weights,
+              "--repeats", "1", "--batch", "4", "-f", "json", tmp=tmp_path)  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    assert doc["machine"]["cores"] >= 1 and doc["machine"]["cpu"]
+    assert [(r["arch"], r["engine"], r["batch"]) for r in doc["results"]] == [
+        ("mobilenet_0.25", "keras", 4), ("mobilenet_0.25", "litert", 4)]  # fmt: skip
+    for r in doc["results"]:
+        assert r["cold_process_s"] > 0 and r["warm_ms_per_image"] > 0 and r["images_per_s"] > 0
