@@ -34,17 +34,25 @@ class Resize(str, Enum):
     stretch = "stretch"
 
 
-def load_rgb(path: str | Path) -> Image.Image:
-    """Open `path` as an upright RGB image; raise `InputError` naming the file on any failure."""
+def load_rgb(path: str | Path, draft_for: int | None = None) -> Image.Image:
+    """Open `path` as an upright RGB image; raise `InputError` naming the file on any failure.
+
+    With `draft_for` (a model's input size), a JPEG decodes at the smallest of its built-in
+    1/2, 1/4 and 1/8 scales that still covers the crop policy's resize for that size: a
+    12-megapixel photo then costs a fraction of its full decode, and the crop still resamples
+    from at least as many pixels as it keeps.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 _refuse_bombs(img, path)
                 img.seek(0)
+                if draft_for is not None:
+                    img.draft("RGB", scaled_size(img.size, draft_for))
                 img.load()
-                upright = ImageOps.exif_transpose(img)
-                return to_rgb(upright)
+                ImageOps.exif_transpose(img, in_place=True)
+                return to_rgb(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InputError(str(path), str(exc)) from exc
     except FileNotFoundError as exc:
@@ -82,7 +90,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def _to_8bit_gray(img: Image.Image) -> Image.Image:
@@ -99,9 +107,12 @@ def fit(img: Image.Image, size: int, resize: Resize) -> Image.Image:
     """The `size` x `size` view of `img` that the model sees under the given policy."""
     if resize is Resize.stretch:
         return img.resize((size, size), Image.BILINEAR)
+    # The centre crop of the scaled photo, resampled in one pass from just the source pixels
+    # it covers: the same filter and geometry (to rounding) at about half the cost.
+    (width, height), (scaled_width, scaled_height) = img.size, scaled_size(img.size, size)
+    x, y = width / scaled_width, height / scaled_height
     left, top, right, bottom = crop_box(img.size, size)
-    scaled = img.resize(scaled_size(img.size, size), Image.BILINEAR)
-    return scaled.crop((left, top, right, bottom))
+    return img.resize((size, size), Image.BILINEAR, box=(left * x, top * y, right * x, bottom * y))
 
 
 def scaled_size(original: tuple[int, int], size: int) -> tuple[int, int]:
@@ -120,7 +131,10 @@ def crop_box(original: tuple[int, int], size: int) -> tuple[int, int, int, int]:
 
 
 def load_array(path: str | Path, size: int, resize: Resize) -> np.ndarray:
-    """The photo at `path` as a float32 (size, size, 3) RGB array in 0-255, ready to preprocess."""
+    """The photo at `path` as a float32 (size, size, 3) RGB array in 0-255, ready to preprocess.
+
+    Only the crop policy decodes JPEGs in draft mode: stretch stays the plain Keras pipeline."""
     import numpy as np
 
-    return np.asarray(fit(load_rgb(path), size, resize), dtype=np.float32)
+    photo = load_rgb(path, size if resize is Resize.crop else None)
+    return np.asarray(fit(photo, size, resize), dtype=np.float32)

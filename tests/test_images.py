@@ -156,3 +156,44 @@ def test_expand_directories_globs_and_missing(tmp_path):
         (str(tmp_path / "missing.jpg"), False),
         (str(tmp_path / "sub"), False),
     ]
+
+
+def photo_like(width: int, height: int, seed: int = 0) -> Image.Image:
+    """Smooth colour gradients with mild noise: what JPEG draft mode is meant for."""
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    base = np.stack([x, y, (x + y) / 2], axis=-1) * 255
+    noise = np.random.default_rng(seed).normal(0, 3, base.shape)
+    return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
+
+
+def test_crop_is_the_scaled_photos_centre_to_rounding():
+    photo = load_rgb(SAMPLES / "grace_hopper.jpg")
+    for size in (224, 299):
+        scaled = photo.resize(scaled_size(photo.size, size), Image.BILINEAR)
+        expected = np.asarray(scaled.crop(crop_box(photo.size, size)), dtype=int)
+        assert np.abs(np.asarray(fit(photo, size, Resize.crop), dtype=int) - expected).max() <= 2
+
+
+def test_large_jpeg_decodes_in_draft_mode_at_no_less_than_the_crop_needs(tmp_path):
+    path = save(photo_like(2400, 1800), tmp_path / "big.jpg", quality=90)
+    assert load_rgb(path).size == (2400, 1800)
+    # The crop for 224 resizes to 341x256 first: 1/8 (300x225) would be short of that.
+    assert load_rgb(path, draft_for=224).size == (600, 450)
+    assert load_rgb(path, draft_for=128).size == (300, 225)
+    assert load_rgb(path, draft_for=600).size == (1200, 900)
+    drafted = load_array(path, 224, Resize.crop)
+    full = np.asarray(fit(load_rgb(path), 224, Resize.crop), dtype=np.float32)
+    assert np.abs(drafted - full).mean() < 2.0
+
+
+def test_draft_mode_keeps_exif_rotation(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = save(photo_like(2400, 1600), tmp_path / "rot.jpg", exif=exif)
+    assert load_rgb(path, draft_for=224).size == (400, 600)
+
+
+def test_stretch_never_uses_draft_mode(tmp_path):
+    path = save(photo_like(2400, 1800), tmp_path / "big.jpg")
+    expected = np.asarray(load_rgb(path).resize((224, 224), Image.BILINEAR), dtype=np.float32)
+    np.testing.assert_array_equal(load_array(path, 224, Resize.stretch), expected)
