@@ -1,13 +1,14 @@
-"""One output helper for every command: `--format table|json|csv`.
+"""One output helper for every command: `--format table|json|jsonl|csv`.
 
 A command hands over its result three ways (a JSON document, rich renderables, CSV rows) and
-`emit` writes the one the user asked for. JSON and CSV are for machines: no colour, no progress,
-nothing else on stdout.
+`emit` writes the one the user asked for. JSON, JSON Lines and CSV are for machines: no colour,
+no progress, nothing else on stdout.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Callable, Iterable, Sequence
 from enum import Enum
@@ -25,6 +26,7 @@ class Format(str, Enum):
 
     table = "table"
     json = "json"
+    jsonl = "jsonl"
     csv = "csv"
 
 
@@ -38,16 +40,28 @@ def emit(
     """Write the result in format `fmt`; only the chosen representation is computed."""
     if fmt is Format.json:
         env.stdout.write(json.dumps(document, indent=2) + "\n")
+    elif fmt is Format.jsonl:
+        env.stdout.write(json_lines(document if isinstance(document, list) else [document]))
     elif fmt is Format.csv:
         header, body = rows()
-        writer = csv.writer(env.stdout, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(body)
+        env.stdout.write(csv_lines([header, *body]))
     else:
         console = env.console()
         for renderable in table():
             console.print(renderable)
     env.stdout.flush()
+
+
+def json_lines(items: Iterable[Any]) -> str:
+    """JSON Lines: each item compact on a line of its own (a list document, one item a line)."""
+    return "".join(json.dumps(item) + "\n" for item in items)
+
+
+def csv_lines(rows: Iterable[Sequence[Any]]) -> str:
+    """Rows as CSV text, each ending in a newline."""
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(rows)
+    return text.getvalue()
 
 
 def bar(fraction: float, width: int = 20) -> str:
