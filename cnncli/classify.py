@@ -7,8 +7,12 @@ record and never restated by callers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -27,6 +31,10 @@ from cnncli.preprocess import preprocess
 from cnncli.registry import Arch
 
 Forward = Callable[[np.ndarray], np.ndarray]
+
+#: Batches decoded ahead of the one the model runs: enough to keep it busy, few enough that
+#: memory stays a few batches of pixels.
+LOOKAHEAD = 2
 
 
 @dataclass
@@ -71,41 +79,74 @@ class ImageResult:
 
 def classify(
     classifier: Classifier,
-    entries: Sequence[Entry],
+    entries: Iterable[Entry],
     top: int,
     resize: Resize,
     batch_size: int,
-    advance: Callable[[int], None] = lambda _n: None,
 ) -> list[ImageResult]:
     """Results for `entries` in order; images go through the model `batch_size` at a time."""
-    results: list[ImageResult] = []
-    for start in range(0, len(entries), batch_size):
-        chunk = entries[start : start + batch_size]
-        results.extend(_classify_batch(classifier, chunk, top, resize))
-        advance(len(chunk))
-    return results
+    return [result for batch in stream(classifier, entries, top, resize, batch_size)
+            for result in batch]  # fmt: skip
 
 
-def _classify_batch(
-    classifier: Classifier, chunk: Sequence[Entry], top: int, resize: Resize
-) -> list[ImageResult]:
-    """One batch: decode every readable image, one forward pass, errors kept in place."""
+def stream(
+    classifier: Classifier,
+    entries: Iterable[Entry],
+    top: int,
+    resize: Resize,
+    batch_size: int,
+) -> Iterator[list[ImageResult]]:
+    """Results a batch at a time, in input order, with memory bounded whatever the count.
+
+    A thread pool decodes the next `LOOKAHEAD` batches while the model runs the current one
+    (Pillow and the engines release the GIL), so decoding hides behind inference; `entries` is
+    read only as far as that look-ahead.
+    """
     size = classifier.arch.input_size
-    slots: list[ImageResult | None] = []
-    pixels: list[np.ndarray] = []
-    for entry in chunk:
-        if entry.error is not None:
-            slots.append(ImageResult(entry.image, error=entry.error))
-            continue
-        try:
-            pixels.append(load_array(entry.image, size, resize))
-            slots.append(None)
-        except InputError as exc:
-            slots.append(ImageResult(entry.image, error=exc.reason))
+    pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="cnn-decode")
+    pending: deque[list[tuple[str, Future[np.ndarray | str]]]] = deque()
+    try:
+        for chunk in _chunks(entries, batch_size):
+            pending.append([(e.image, pool.submit(_decode, e, size, resize)) for e in chunk])
+            if len(pending) > LOOKAHEAD:
+                yield _infer(classifier, pending.popleft(), top)
+        while pending:
+            yield _infer(classifier, pending.popleft(), top)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _chunks(entries: Iterable[Entry], size: int) -> Iterator[list[Entry]]:
+    iterator = iter(entries)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _decode(entry: Entry, size: int, resize: Resize) -> np.ndarray | str:
+    """The model's input for one entry, or why there is none. Whatever a file holds, its
+    failure is its own: an unexpected exception from a decoder is reported, not raised."""
+    if entry.error is not None:
+        return entry.error
+    try:
+        return load_array(entry.image, size, resize)
+    except InputError as exc:
+        return exc.reason
+    except Exception as exc:
+        return f"cannot decode image ({type(exc).__name__}: {exc})"
+
+
+def _infer(
+    classifier: Classifier, pending: list[tuple[str, Future[np.ndarray | str]]], top: int
+) -> list[ImageResult]:
+    """One batch: a forward pass over its decoded images, errors kept in place."""
+    decoded = [(image, future.result()) for image, future in pending]
+    pixels = [value for _, value in decoded if not isinstance(value, str)]
     scores = iter(classifier.scores(np.stack(pixels)) if pixels else [])
     return [
-        slot or ImageResult(entry.image, tuple(decode(next(scores), top)))
-        for entry, slot in zip(chunk, slots, strict=True)
+        ImageResult(image, error=value)
+        if isinstance(value, str)
+        else ImageResult(image, tuple(decode(next(scores), top)))
+        for image, value in decoded
     ]
 
 
@@ -143,12 +184,18 @@ def render(results: Sequence[ImageResult]) -> list[RenderableType]:
     return out
 
 
+#: The columns of `--format csv`; the first names the image.
+CSV_HEADER = ("image", "rank", "index", "wnid", "label", "score", "error")
+
+
 def rows(results: Sequence[ImageResult]) -> CsvRows:
-    """CSV: one row per (image, rank); a failed image is one row with its error."""
-    header = ("image", "rank", "index", "wnid", "label", "score", "error")
-    body = [
-        (r.image, p.rank, p.index, p.wnid, p.label, f"{p.score:.6g}", "")
-        for r in results
-        for p in r.predictions
-    ] + [(r.image, "", "", "", "", "", r.error) for r in results if r.error is not None]
-    return header, body
+    """CSV: one row per (image, rank) in input order; a failed image is one row with its error."""
+    return CSV_HEADER, [row for result in results for row in _rows(result)]
+
+
+def _rows(r: ImageResult) -> list[tuple[Any, ...]]:
+    if r.error is not None:
+        return [(r.image, "", "", "", "", "", r.error)]
+    return [
+        (r.image, p.rank, p.index, p.wnid, p.label, f"{p.score:.6g}", "") for p in r.predictions
+    ]

@@ -109,7 +109,9 @@ def main_options(
 @guarded
 def classify(
     ctx: typer.Context,
-    images: Annotated[list[str], typer.Argument(help="Image files, directories or globs.")],
+    images: Annotated[
+        list[str] | None, typer.Argument(help="Image files, directories or globs.")
+    ] = None,
     arch: ArchOption = "resnet50",
     top: TopOption = 5,
     weights: WeightsOption = "imagenet",
@@ -117,31 +119,71 @@ def classify(
     fmt: FormatOption = Format.table,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
     engine: EngineOption = Engine.auto,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Descend into subdirectories.")
+    ] = False,
+    files_from: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE", help="Also classify the paths listed in FILE, one per line (-: stdin)."
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the results to FILE.")
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(help="Skip the images --output already holds and append the others."),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="List the files skipped in directories.")
+    ] = False,
 ) -> None:
-    """Label photos with an ImageNet classifier."""
+    """Label photos with an ImageNet classifier; jsonl and csv stream as they go."""
+    import os
+
     from cnncli import classify as lib
+    from cnncli import pipeline, results_file
     from cnncli.engines import open_classifier
-    from cnncli.inputs import expand
+    from cnncli.inputs import Inputs
     from cnncli.loader import Weights
     from cnncli.progress import progress
 
     env = environment(ctx)
     record, source = registry.get(arch), Weights.parse(weights)
-    entries = expand(images)
+    if not images and files_from is None:
+        raise UsageError("name the images to classify (files, directories, globs, --files-from)")
+    if files_from not in (None, "-") and not os.path.isfile(files_from):
+        raise UsageError(f"--files-from {files_from}: no such file")
+    streamed = fmt in results_file.STREAMED
+    if resume and (output is None or not streamed):
+        raise UsageError("--resume needs --output FILE and --format jsonl or csv")
+    inputs = Inputs(tuple(images or ()), recursive, files_from)
+    done = results_file.resume(output, fmt) if output and resume else frozenset()
     classifier = open_classifier(record, source, engine, env)
-    with progress(env, f"classifying with {record.name}", len(entries)) as advance:
-        results = lib.classify(classifier, entries, top, resize, batch_size, advance)
-    for result in results:
-        if result.error is not None:
-            report(env, f"{result.image}: {result.error}")
-    emit(
-        env,
-        fmt,
-        lib.document(classifier, source, results),
-        lambda: lib.render(results),
-        lambda: lib.rows(results),
-    )
-    if any(r.error is not None for r in results):
+    results: list[lib.ImageResult] = []
+    with (
+        results_file.redirected(env, output, append=resume) as out,
+        progress(env, f"classifying with {record.name}") as meter,
+    ):
+
+        def skipped(path: str, why: str) -> None:
+            if verbose:
+                meter.print(f"cnn: skipped {path}: {why}")
+
+        meter.count_total(lambda: inputs.count(done))
+        entries = inputs.entries(env.stdin, skipped, exclude=done)
+        batches = lib.stream(classifier, entries, top, resize, batch_size)
+        write = results_file.Writer(out.stdout, fmt).write if streamed else results.extend
+        tally = pipeline.run(batches, write, meter)
+        if not streamed and not tally.interrupted:
+            document = lib.document(classifier, source, results)
+            emit(out, fmt, document, lambda: lib.render(results), lambda: lib.rows(results))
+    if env.stderr_isatty or streamed or output is not None:
+        env.err_console().print(tally.line(), markup=False, highlight=False)
+    if tally.interrupted:
+        raise KeyboardInterrupt
+    if tally.failed:
         raise typer.Exit(1)
 
 

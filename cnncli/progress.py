@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Column
+from rich.text import Text
 
 from cnncli.env import Environment
-
-Advance = Callable[[int], None]
 
 
 @contextmanager
@@ -22,21 +33,62 @@ def status(env: Environment, message: str) -> Iterator[None]:
         yield
 
 
+class RateColumn(ProgressColumn):
+    """Items per second, as rich estimates it over the last seconds."""
+
+    def __init__(self) -> None:
+        super().__init__(table_column=Column(no_wrap=True))
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f} images/s" if speed else "- images/s", style="progress.data.speed")
+
+
+class Meter:
+    """Images done against a total that may become known later, drawn as a bar on a terminal.
+
+    Lines printed through the meter appear above the bar instead of tearing it.
+    """
+
+    def __init__(
+        self, console: Console, bar: Progress | None = None, task: TaskID | None = None
+    ) -> None:
+        self.console = console
+        self.bar = bar
+        self.task = task
+
+    def advance(self, n: int) -> None:
+        if self.bar is not None and self.task is not None:
+            self.bar.advance(self.task, n)
+
+    def count_total(self, count: Callable[[], int | None]) -> None:
+        """Learn the total from `count` in a background thread (only when there is a bar)."""
+        if self.bar is None or self.task is None:
+            return
+        bar, task = self.bar, self.task
+        threading.Thread(target=lambda: bar.update(task, total=count()), daemon=True).start()
+
+    def print(self, line: str, style: str | None = None) -> None:
+        self.console.print(line, style=style, markup=False, highlight=False)
+
+
 @contextmanager
-def progress(env: Environment, description: str, total: int) -> Iterator[Advance]:
-    """A bar over `total` items; yields `advance(n)`. Silent off a terminal or for one item."""
-    if not env.stderr_isatty or total < 2:
-        with nullcontext():
-            yield lambda _n: None
+def progress(env: Environment, description: str) -> Iterator[Meter]:
+    """A meter of images: description, bar, done/total, images/s and ETA on stderr when it is a
+    terminal; off a terminal, a meter that only prints lines."""
+    console = env.err_console()
+    if not env.stderr_isatty:
+        yield Meter(console)
         return
     bar = Progress(
         TextColumn("{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=None),
         MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=env.err_console(),
+        RateColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
         transient=True,
     )
     with bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
+        yield Meter(console, bar, bar.add_task(description, total=None))

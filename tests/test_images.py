@@ -8,7 +8,7 @@ from PIL import Image
 
 from cnncli.errors import InputError
 from cnncli.images import Resize, crop_box, fit, load_array, load_rgb, scaled_size
-from cnncli.inputs import expand
+from cnncli.inputs import Inputs
 from tests.conftest import PHOTOS, SAMPLES
 
 
@@ -139,15 +139,8 @@ def test_expand_directories_globs_and_missing(tmp_path):
     for name in ("b.jpg", "a.PNG", "notes.txt"):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "sub").mkdir()
-    entries = expand(
-        [
-            str(tmp_path),
-            str(tmp_path / "*.jpg"),
-            str(tmp_path / "*.gif"),
-            str(tmp_path / "missing.jpg"),
-            str(tmp_path / "sub"),
-        ]
-    )
+    arguments = ("", "*.jpg", "*.gif", "missing.jpg", "sub")
+    entries = list(Inputs(tuple(str(tmp_path / a) for a in arguments)).entries())
     assert [(e.image, e.error is None) for e in entries] == [
         (str(tmp_path / "a.PNG"), True),
         (str(tmp_path / "b.jpg"), True),

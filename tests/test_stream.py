@@ -1,0 +1,284 @@
+"""Streaming a photo library: bounded look-ahead, jsonl and csv as they go, --output, --resume
+with torn-line repair, bad files that never stop the run, and real interrupts of a real process.
+
+The model is a seeded MobileNet-0.25 on the compiled engine, converted once into the session
+cache; the photos are a few hundred generated JPEGs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cnncli import classify, litert, registry
+from cnncli.cli import app
+from cnncli.engines import Engine, open_classifier
+from cnncli.env import Environment
+from cnncli.images import Resize
+from cnncli.inputs import Entry, Inputs
+from cnncli.loader import Weights
+from tests.conftest import ROOT, SAMPLES, Run, run_cli, seeded_model
+
+pytestmark = pytest.mark.skipif(not litert.available(), reason="ai-edge-litert is not installed")
+
+ARCH = "mobilenet_0.25"
+
+
+def write_jpegs(folder: Path, count: int, size: tuple[int, int] = (160, 120)) -> list[Path]:
+    """`count` distinct JPEGs (colour blocks plus noise) named in discovery order."""
+    rng = np.random.default_rng(count)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        blocks = rng.integers(0, 256, (3, 4, 3)).astype(np.float32)
+        pixels = np.kron(blocks, np.ones((size[1] // 3 + 1, size[0] // 4 + 1, 1)))
+        noisy = pixels[: size[1], : size[0]] + rng.normal(0, 8, (size[1], size[0], 3))
+        path = folder / f"img_{i:04d}.jpg"
+        Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(path, quality=85)
+        paths.append(path)
+    return paths
+
+
+@dataclass(frozen=True)
+class Model:
+    """Seeded weights and the compiled-model cache holding their LiteRT conversion."""
+
+    weights: Path
+    cache: Path
+
+    def args(self, *args: object) -> list[object]:
+        return ["classify", *args, "-a", ARCH, "-w", self.weights, "-e", "litert", "-k", "3"]
+
+    def run(self, *args: object) -> Run:
+        """`cnn classify ARGS` in-process (the `cli` fixture's runner)."""
+        return run_cli(*self.args(*args), tmp=self.cache)
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "CNN_CACHE_DIR": str(self.cache)}
+
+    def process(self, *args: object, stdin: str | None = None) -> subprocess.CompletedProcess:
+        """`cnn classify ARGS` as a fresh process."""
+        command = [sys.executable, "-m", "cnncli", *map(str, self.args(*args))]
+        return subprocess.run(command, input=stdin, capture_output=True, text=True,
+                              env=self.env(), cwd=ROOT, timeout=300)  # fmt: skip
+
+    def classifier(self) -> classify.Classifier:
+        return open_classifier(registry.get(ARCH), Weights("file", self.weights), Engine.litert,
+                               Environment(cache_dir=self.cache))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Model:
+    """Converted once here, so every run in-process or in a subprocess loads it from the cache."""
+    folder = tmp_path_factory.mktemp("stream")
+    seeded_model(ARCH, 11).save_weights(folder / "mobilenet.weights.h5")
+    model = Model(folder / "mobilenet.weights.h5", folder / "cache")
+    model.classifier()
+    return model
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> list[Path]:
+    """Forty good JPEGs in two folders (nested for --recursive)."""
+    root = tmp_path_factory.mktemp("library")
+    return write_jpegs(root / "a", 24) + write_jpegs(root / "a" / "b", 16)
+
+
+def lines_of(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_stream_reads_the_inputs_only_a_few_batches_ahead(model, photos):
+    pulled = []
+
+    def entries():
+        for path in photos:
+            pulled.append(path)
+            yield Entry(str(path))
+
+    batches = classify.stream(model.classifier(), entries(), 3, Resize.crop, 4)
+    first = next(batches)
+    assert len(pulled) == 4 * (classify.LOOKAHEAD + 1)  # memory is a few batches, not the library
+    images = [r.image for batch in [first, *batches] for r in batch]
+    assert images == [str(p) for p in photos]
+    assert len(pulled) == len(photos)
+
+
+def test_a_file_that_vanishes_after_listing_is_an_error_in_place(model, tmp_path):
+    paths = write_jpegs(tmp_path, 5)
+    entries = list(Inputs((str(tmp_path),)).entries())
+    paths[2].unlink()
+    results = classify.classify(model.classifier(), entries, 3, Resize.crop, 2)
+    assert [r.error for r in results] == [None, None, "no such file", None, None]
+
+
+def test_jsonl_holds_the_json_results_one_per_line(model, photos, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"")
+    args = (photos[0].parent, broken, "-r", "--batch-size", "7")
+    document, streamed = model.run(*args, "-f", "json"), model.run(*args, "-f", "jsonl")
+    assert document.exit_code == streamed.exit_code == 1
+    lines = [json.loads(line) for line in streamed.stdout.splitlines()]
+    assert lines == document.json()["results"]
+    assert len(lines) == len(photos) + 1 and "cannot identify" in lines[-1]["error"]
+    assert streamed.stderr.splitlines()[-1].startswith(f"{len(photos)} classified, 1 failed in ")
+    assert document.stderr.splitlines() == [f"cnn: error: {broken}: {lines[-1]['error']}"]
+
+
+def test_csv_output_file_has_one_header_and_rows_in_input_order(model, photos, tmp_path):
+    out, missing = tmp_path / "out.csv", tmp_path / "missing.jpg"
+    args = (photos[0], missing, photos[1], "-f", "csv", "-o", out)
+    run = model.run(*args)
+    assert run.exit_code == 1 and run.stdout == ""
+    rows = list(csv.reader(io.StringIO(out.read_text())))
+    assert rows[0] == list(classify.CSV_HEADER)
+    assert [r[0] for r in rows[1:]] == [str(photos[0])] * 3 + [str(missing)] + [str(photos[1])] * 3
+    again = model.run(*args, "--resume")
+    # CSV spreads an image over rows: the last one is redone, in case a crash cut it short.
+    assert again.exit_code == 0 and "1 classified, 0 failed" in again.stderr
+    assert list(csv.reader(io.StringIO(out.read_text()))) == rows
+
+
+def by_image(lines: list[str]) -> list[dict]:
+    return sorted((json.loads(line) for line in lines), key=lambda r: r["image"])
+
+
+def test_resume_skips_what_the_file_holds_and_appends_the_rest(model, photos, tmp_path):
+    out = tmp_path / "out.jsonl"
+    args = (photos[0].parent, "-r", "-f", "jsonl", "-o", out)
+    assert model.run(*args).exit_code == 0
+    complete = out.read_text().splitlines(keepends=True)
+    kept = "".join(complete[:15])
+    out.write_text(kept + complete[15][:30])  # and a line torn by a crash
+    run = model.run(*args, "--resume")
+    assert run.exit_code == 0, run.stderr
+    assert f"{len(photos) - 15} classified, 0 failed" in run.stderr
+    assert out.read_text().startswith(kept)
+    assert by_image(out.read_text().splitlines()) == by_image(complete)
+
+
+def test_resume_csv_redoes_an_image_whose_rows_a_crash_cut_short(model, photos, tmp_path):
+    out = tmp_path / "out.csv"
+    args = (*photos[:4], "-f", "csv", "-o", out)
+    assert model.run(*args).exit_code == 0
+    complete = out.read_text()
+    lines = complete.splitlines(keepends=True)
+    out.write_text("".join(lines[:8]) + lines[8][:10])  # image 3 has 1 of 3 rows, then a tear
+    assert model.run(*args, "--resume").exit_code == 0
+    assert out.read_text() == complete
+
+
+def test_resume_refuses_a_file_it_did_not_write(model, photos, tmp_path):
+    out = tmp_path / "notes.jsonl"
+    out.write_text("my notes\n")
+    run = model.run(photos[0], "-f", "jsonl", "-o", out, "--resume")
+    assert run.exit_code == 1 and "refusing to append" in run.stderr
+    assert out.read_text() == "my notes\n"
+
+
+@pytest.mark.parametrize("args", [("-f", "json", "-o", "x.json"), ("-f", "jsonl")])
+def test_resume_needs_an_output_file_and_a_streamed_format(model, photos, args):
+    run = model.run(photos[0], *args, "--resume")
+    assert run.exit_code == 2 and "--resume needs --output FILE" in run.stderr
+
+
+def test_bad_files_are_reported_and_never_stop_the_run(model, tmp_path):
+    folder = tmp_path / "mixed"
+    good = write_jpegs(folder, 3)
+    (folder / "zero.jpg").write_bytes(b"")
+    data = good[0].read_bytes()
+    (folder / "cut.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "notes.txt").write_text("not a photo")
+    Image.new("1", (10_000, 9_000)).save(folder / "bomb.png")
+    Image.open(SAMPLES / "rocket.jpg").resize((4000, 3000)).save(folder / "large.jpg")
+    run = model.run(folder, "-f", "jsonl", "-v", "--batch-size", "2")
+    assert run.exit_code == 1
+    errors = {r["image"]: r.get("error") for r in map(json.loads, run.stdout.splitlines())}
+    assert "decompression bomb" in errors.pop(str(folder / "bomb.png"))
+    assert "truncated" in errors.pop(str(folder / "cut.jpg"))
+    assert "cannot identify" in errors.pop(str(folder / "zero.jpg"))
+    assert errors == {str(p): None for p in [*good, folder / "large.jpg"]}
+    assert f"cnn: skipped {folder / 'notes.txt'}: not an image file" in run.stderr
+    assert sum(line.startswith("cnn: error: ") for line in run.stderr.splitlines()) == 3
+    assert "4 classified, 3 failed" in run.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_an_unreadable_file_is_an_error_in_place(model, tmp_path):
+    paths = write_jpegs(tmp_path, 2)
+    paths[0].chmod(0)
+    run = model.run(tmp_path, "-f", "jsonl")
+    assert run.exit_code == 1
+    assert "permission denied" in json.loads(run.stdout.splitlines()[0])["error"]
+
+
+def test_progress_on_a_terminal_shows_rate_and_total(model, photos):
+    err = io.StringIO()
+    env = Environment(stdout=io.StringIO(), stderr=err, stderr_isatty=True, colors=False,
+                      cache_dir=model.cache)  # fmt: skip
+    args = model.args(photos[0].parent, "-r", "-f", "jsonl", "--batch-size", "4")
+    assert CliRunner().invoke(app, [str(a) for a in args], obj=env).exit_code == 0
+    assert "images/s" in err.getvalue() and f"/{len(photos)}" in err.getvalue()
+    assert f"{len(photos)} classified, 0 failed" in err.getvalue().splitlines()[-1]
+
+
+def test_files_from_stdin_in_a_real_process(model, photos):
+    listing = "".join(f"{p}\n" for p in photos[:5])
+    proc = model.process("--files-from", "-", "-f", "jsonl", stdin=listing)
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line)["image"] for line in proc.stdout.splitlines()] == listing.split()
+    assert proc.stderr.startswith("5 classified, 0 failed")
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> list[Path]:
+    """320 larger JPEGs in two folders: a run long enough to interrupt on purpose."""
+    folder = tmp_path_factory.mktemp("library")
+    return write_jpegs(folder / "x", 160, (480, 360)) + write_jpegs(folder / "y", 160, (480, 360))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_an_interrupted_run_resumes_to_exactly_one_line_per_image(model, library, tmp_path, sig):
+    out = tmp_path / "out.jsonl"
+    args = (library[0].parent.parent, "--recursive", "-f", "jsonl", "-o", out, "--batch-size", 8)
+    seed = random.randrange(10**6)
+    threshold = random.Random(seed).randrange(1, len(library) // 2)
+    command = [sys.executable, "-m", "cnncli", *map(str, model.args(*args))]
+    first = subprocess.Popen(command, env=model.env(), cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (out.exists() and out.read_bytes().count(b"\n") >= threshold):
+        assert first.poll() is None and time.monotonic() < deadline, f"seed {seed}: no lines"
+        time.sleep(0.002)
+    first.send_signal(sig)
+    _, stderr = first.communicate(timeout=60)
+    written = out.read_bytes().count(b"\n")
+    context = f"seed {seed}, threshold {threshold}, written {written}"
+    assert first.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL), stderr
+    assert written < len(library), f"{context}: the run ended before the signal"
+    if sig == signal.SIGINT:
+        assert out.read_bytes().endswith(b"\n") and "interrupted:" in stderr
+    second = model.process(*args, "--resume")
+    assert second.returncode == 0, second.stderr
+    images = [json.loads(line)["image"] for line in out.read_text().splitlines()]
+    assert len(images) == len(library), context
+    assert sorted(images) == sorted(map(str, library)), context
+
+
+def test_jsonl_of_a_list_document_is_one_item_per_line(cli):
+    lines = cli("models", "-f", "jsonl").stdout.splitlines()
+    assert [json.loads(line) for line in lines] == cli("models", "-f", "json").json()
