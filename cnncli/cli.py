@@ -129,11 +129,12 @@ def classify(
         ),
     ] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the results to FILE.")
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Write the results to FILE."),
     ] = None,
     resume: Annotated[
         bool,
-        typer.Option(help="Skip the images --output already holds and append the others."),
+        typer.Option("--resume", help="Skip the images --output already holds; append the rest."),
     ] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="List the files skipped in directories.")
@@ -180,7 +181,8 @@ def classify(
             document = lib.document(classifier, source, results)
             emit(out, fmt, document, lambda: lib.render(results), lambda: lib.rows(results))
     if env.stderr_isatty or streamed or output is not None:
-        env.err_console().print(tally.line(), markup=False, highlight=False)
+        held = f"; {len(done):,} already in {output}" if done else ""
+        env.err_console().print(tally.line() + held, markup=False, highlight=False)
     if tally.interrupted:
         raise KeyboardInterrupt
     if tally.failed:

@@ -167,6 +167,7 @@ def test_resume_skips_what_the_file_holds_and_appends_the_rest(model, photos, tm
     run = model.run(*args, "--resume")
     assert run.exit_code == 0, run.stderr
     assert f"{len(photos) - 15} classified, 0 failed" in run.stderr
+    assert run.stderr.rstrip().endswith(f"; 15 already in {out}")
     assert out.read_text().startswith(kept)
     assert by_image(out.read_text().splitlines()) == by_image(complete)
 
