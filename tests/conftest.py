@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,8 @@ PHOTOS = SHARED / "photos"
 MOBILENET_WEIGHTS = MODELS / "mobilenet_v1_0.25_224_imagenet.weights.h5"
 
 #: One compiled-model cache for the whole session, so each conversion happens once per run.
-SESSION_CACHE = Path(tempfile.mkdtemp(prefix="cnncli-test-cache-"))
+#: Named by process id: pytest loads this file both as `conftest` and as `tests.conftest`.
+SESSION_CACHE = Path(tempfile.gettempdir()) / f"cnncli-test-cache-{os.getpid()}"
 
 needs_shared = pytest.mark.skipif(
     not MOBILENET_WEIGHTS.is_file(), reason="../shared/models (real ImageNet weights) is absent"
@@ -99,3 +101,10 @@ def seeded_model(name: str, seed: int) -> Any:
     kernel = next(layer for layer in reversed(model.layers) if layer.weights).weights[0]
     kernel.assign(kernel.numpy() * (2.0 / logits.std(axis=1).mean()))
     return model
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the session's compiled-model cache (hundreds of MB after the parity tests)."""
+    import shutil
+
+    shutil.rmtree(SESSION_CACHE, ignore_errors=True)
