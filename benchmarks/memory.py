@@ -11,8 +11,8 @@ processes,
 
 on each folder and reads each child's peak resident set size from `os.wait4` (ru_maxrss).
 A child starts as a fork of this process and keeps its peak across exec, which is why this
-process stays small. Prints both peaks, their ratio (the target: at most 1.2) and each run's
-summary line.
+process stays small. Prints a RESULTS.md section (`benchmarks/run.py` includes it): both peaks,
+each run's summary line and their ratio (the target: at most 1.2).
 """
 
 from __future__ import annotations
@@ -61,30 +61,41 @@ def main() -> None:
     args = parser.parse_args()
     info = machine()
     print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}")
+    print("\n".join(measure(args.small, args.large, args.arch)))
+
+
+def measure(small: int, large: int, arch: str) -> list[str]:
+    """Peak RSS of `cnn classify` over both folders; returns the RESULTS.md section."""
     with tempfile.TemporaryDirectory(prefix="cnncli-memory-") as folder:
         work = Path(folder)
-        photos = write_photos(work / "large", args.large, (320, 240))
+        photos = write_photos(work / "large", large, (320, 240))
         (work / "small").mkdir()
-        for photo in photos[: args.small]:
+        for photo in photos[:small]:
             os.link(photo, work / "small" / photo.name)
-        weights = work / f"{args.arch}.weights.h5"
-        subprocess.run([sys.executable, "-c", SEEDED, args.arch, str(weights)], check=True)
+        weights = work / f"{arch}.weights.h5"
+        subprocess.run([sys.executable, "-c", SEEDED, arch, str(weights)], check=True)
         env = {**os.environ, "CNN_CACHE_DIR": str(work / "cache")}
 
         def command(images: Path) -> list[str]:
-            return [sys.executable, "-m", "cnncli", "classify", str(images), "-a", args.arch,
+            return [sys.executable, "-m", "cnncli", "classify", str(images), "-a", arch,
                     "-w", str(weights), "-e", "litert", "--format", "jsonl",
                     "--output", str(work / "out.jsonl")]  # fmt: skip
 
         peak_rss(command(work / "small"), env)  # converts the model into the cache
-        print(f"command: cnn {' '.join(command(work / 'FOLDER')[3:])}")
-        peaks = {}
-        for name, count in (("small", args.small), ("large", args.large)):
-            peaks[name], summary = peak_rss(command(work / name), env)
-            print(f"{count:>6,} images: peak RSS {peaks[name] / 2**20:.1f} MiB  ({summary})")
-        ratio = peaks["large"] / peaks["small"]
-        print(f"{args.large:,} / {args.small:,} images: peak RSS ratio {ratio:.3f} "
-              "(target: at most 1.2)")  # fmt: skip
+        lines = ["", f"## (f) photo library: peak memory, {arch}, JPEGs of 320x240", "",
+                 f"`cnn {' '.join(command(work / 'FOLDER')[3:]).replace(folder, 'TMP')}`, "
+                 "peak RSS of the process; "
+                 "the target is at most 1.2x from 1,000 to 10,000 images.", "",
+                 "| images | peak RSS, MiB | summary line |", "|---|---|---|"]  # fmt: skip
+        peaks = []
+        for count, name in ((small, "small"), (large, "large")):
+            peak, summary = peak_rss(command(work / name), env)
+            peaks.append(peak)
+            lines.append(f"| {count:,} | {peak / 2**20:.1f} | {summary} |")
+            print(lines[-1], flush=True)
+    ratio = peaks[1] / peaks[0]
+    met = "met" if ratio <= 1.2 else "MISSED"
+    return [*lines, "", f"Ratio {large:,} / {small:,} images: {ratio:.3f} ({met}: <= 1.2)."]
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ depend on their values), labels come from the package, photos from sample_images
 (a) the plain Keras script (benchmarks/keras_script.py), a fresh process per photo;
 (b) `cnn classify` as a fresh process per photo, compiled-model cache warm;
 (c) `cnn compare` with its four default architectures against four runs of (a);
-(d) images/s over 64 photos per engine, decoding included, batch 16.
+(d) images/s over 64 photos per engine, decoding included, batch 16;
+(e) the photo-library stream against the model alone (benchmarks/stream.py);
+(f) peak memory over 1,000 and 10,000 images (benchmarks/memory.py). It runs first, while this
+    process is small: a child's peak RSS starts from its parent's.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import memory  # noqa: E402  (benchmarks/memory.py)
+import stream  # noqa: E402  (benchmarks/stream.py)
 
 from cnncli import registry  # noqa: E402
 from cnncli.bench import machine  # noqa: E402
@@ -67,6 +73,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     args = parser.parse_args()
+    peak_memory = memory.measure(1000, 10000, "mobilenet_v2")
     with tempfile.TemporaryDirectory(prefix="cnncli-bench-") as folder:
         work = Path(folder)
         env = prepare_environment(work)
@@ -76,6 +83,7 @@ def main() -> None:
         lines += single_photo(weights, photos, env, args.repeats)
         lines += comparison(weights, photos[0], env, args.repeats)
         lines += throughput(weights, photos, Path(env["CNN_CACHE_DIR"]))
+    lines += stream.measure(2000, "mobilenet_v2", 16, 3) + peak_memory
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
 

@@ -11,10 +11,11 @@ compiled-model cache, all in a temporary folder. Then, alternating for `--rounds
 - cli: images/s that `cnn classify DIR --format jsonl --output FILE` reports in its summary
   line (the run itself, after the model is loaded), as a fresh process.
 
-Prints each round and the medians, and stream/model as the figure to compare with 90%. Then
-where the time goes: CPU milliseconds per image of the model and of decoding, the bound they
-set when the model alone keeps every core busy, and the same model on one thread (a core left
-free for decoding) with and without the stream around it.
+Prints each round, then a RESULTS.md section (`benchmarks/run.py` includes it): the medians,
+stream/model as the figure to compare with 90%, and where the time goes: CPU milliseconds per
+image of the model and of decoding, the bound they set when the model alone keeps every core
+busy, and the same model on one thread (a core left free for decoding) with and without the
+stream around it.
 """
 
 from __future__ import annotations
@@ -108,53 +109,72 @@ def main() -> None:
     args = parser.parse_args()
     info = machine()
     print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}")
+    print("\n".join(measure(args.images, args.arch, args.batch, args.rounds)))
+
+
+def measure(images: int, arch: str, batch: int, rounds: int) -> list[str]:
+    """Run the comparison, printing each round, and return its RESULTS.md section."""
     with tempfile.TemporaryDirectory(prefix="cnncli-stream-") as work:
         folder = Path(work) / "photos"
-        photos = write_photos(folder, args.images)
-        mb = sum(p.stat().st_size for p in photos) / len(photos) / 1e3
-        print(f"{len(photos)} JPEGs of 640x480, {mb:.0f} KB on average, in {folder}")
-        weights = Path(work) / f"{args.arch}.weights.h5"
-        record = registry.get(args.arch)
+        photos = write_photos(folder, images)
+        kb = sum(p.stat().st_size for p in photos) / len(photos) / 1e3
+        print(f"{len(photos)} JPEGs of 640x480, {kb:.0f} KB on average, in {folder}")
+        weights = Path(work) / f"{arch}.weights.h5"
+        record = registry.get(arch)
         build(record, Weights("none")).save_weights(weights)
         cache = Path(work) / "cache"
         classifier = open_classifier(
             record, Weights("file", weights), Engine.litert, Environment(cache_dir=cache)
         )
         env = {**os.environ, "CNN_CACHE_DIR": str(cache)}
-        command = [sys.executable, "-m", "cnncli", "classify", str(folder), "-a", args.arch,
-                   "-w", str(weights), "-e", "litert", "--batch-size", str(args.batch),
+        command = [sys.executable, "-m", "cnncli", "classify", str(folder), "-a", arch,
+                   "-w", str(weights), "-e", "litert", "--batch-size", str(batch),
                    "--format", "jsonl", "--output", str(Path(work) / "out.jsonl")]  # fmt: skip
-        print(f"engine {classifier.engine}, batch {args.batch}; cli: {' '.join(command[1:])}")
+        print(f"engine {classifier.engine}, batch {batch}; cli: {' '.join(command[1:])}")
         rates: dict[str, list[float]] = {"model": [], "stream": [], "cli": []}
-        for round_ in range(1, args.rounds + 1):
-            rates["model"].append(model_rate(classifier, photos, args.batch, args.images))
-            rates["stream"].append(stream_rate(classifier, folder, args.batch))
+        for round_ in range(1, rounds + 1):
+            rates["model"].append(model_rate(classifier, photos, batch, images))
+            rates["stream"].append(stream_rate(classifier, folder, batch))
             rates["cli"].append(cli_rate(command, env))
             print(f"round {round_}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items()))
         median = {k: statistics.median(v) for k, v in rates.items()}
-        print("median images/s: " + ", ".join(f"{k} {v:.1f}" for k, v in median.items()))
-        share = {k: median[k] / median["model"] for k in ("stream", "cli")}
-        print(f"stream / model: {share['stream']:.1%}; cli / model: {share['cli']:.1%} "
-              "(target: at least 90%)")  # fmt: skip
-        where_the_time_goes(classifier, photos, folder, cache, args.batch)
+        lines = table(median, f"{images:,} JPEGs of 640x480, {arch}, batch {batch}", rounds)
+        return [*lines, *where_the_time_goes(classifier, photos, folder, cache, batch)]
+
+
+def table(median: dict[str, float], what: str, rounds: int) -> list[str]:
+    """The RESULTS.md table: each run's median images/s and its share of the model's."""
+    lines = ["", f"## (e) photo library: {what}", "",
+             f"Images/s, median of {rounds} rounds; the target is at least 90% of the model's own "
+             "speed on already-decoded tensors.", "",
+             "| run | images/s | share of the model's |", "|---|---|---|",
+             f"| model alone, decoded tensors | {median['model']:.1f} | 100% |"]  # fmt: skip
+    for name, label in (("stream", "library stream (`classify.stream`)"),
+                        ("cli", "`cnn classify DIR -f jsonl -o FILE`")):  # fmt: skip
+        share = median[name] / median["model"]
+        met = "met" if share >= 0.9 else "MISSED"
+        lines.append(f"| {label} | {median[name]:.1f} | {share:.1%} ({met}: >= 90%) |")
+    return lines
 
 
 def where_the_time_goes(
     classifier: Classifier, photos: list[Path], folder: Path, cache: Path, batch: int
-) -> None:
+) -> list[str]:
     """CPU per image of the model and of decoding, and the stream with a one-thread model."""
     size, count = classifier.arch.input_size, min(len(photos), 400)
     model = cpu_ms(lambda: model_rate(classifier, photos, batch, count), count + batch * 4)
     decode = cpu_ms(lambda: [load_array(p, size, Resize.crop) for p in photos[:count]], count)
     bound = model / (model + decode)
-    print(f"CPU per image: model {model:.1f} ms, decoding {decode:.1f} ms; with the model alone "
-          f"keeping the cores busy, the stream can reach {bound:.1%} of it")  # fmt: skip
     [path] = cache.glob(f"*{litert.SUFFIX}")
     single = Classifier(classifier.arch, litert.Runner(path, threads=1), litert.NAME)
     alone = model_rate(single, photos, batch, len(photos))
     streamed = stream_rate(single, folder, batch)
-    print(f"model on one thread (a core left for decoding): model {alone:.1f}, "
-          f"stream {streamed:.1f} images/s, stream / model {streamed / alone:.1%}")  # fmt: skip
+    return ["", f"Where the time goes: the model costs {model:.1f} ms of CPU per image and "
+            f"decoding {decode:.1f} ms. When the model alone keeps every core busy, decoding "
+            f"can only take cores from it: the stream can reach at most {bound:.1%} of the "
+            f"model's speed. With the model on one thread (a core left for decoding) it runs "
+            f"{alone:.1f} images/s alone and {streamed:.1f} in the stream: "
+            f"{streamed / alone:.1%}."]  # fmt: skip
 
 
 if __name__ == "__main__":
