@@ -368,13 +368,18 @@ def save_overlays(explanations: Sequence[Explanation], output: Path, alpha: floa
     return paths
 
 
-def document(weights: str, explanations: Sequence[Explanation], saved: Sequence[Path]) -> dict:
-    """The JSON document of `cnn explain`."""
-    return {
-        "weights": weights,
-        "explanations": [e.as_dict() for e in explanations],
-        "outputs": [str(path) for path in saved],
-    }
+def document(
+    weights: str, explanations: Sequence[Explanation], saved: Sequence[Path]
+) -> dict[str, Any] | list[dict[str, Any]]:
+    """The JSON of `cnn explain`: an explanation's object (`Explanation.as_dict`, plus the
+    weights and the overlay written, or null), or a list of them when several classes were
+    explained (`--top K`, several `--class`)."""
+    outputs: Sequence[str | None] = [str(path) for path in saved] or [None] * len(explanations)
+    items = [
+        {**e.as_dict(), "weights": weights, "output": output}
+        for e, output in zip(explanations, outputs, strict=True)
+    ]
+    return items[0] if len(items) == 1 else items
 
 
 def render(explanations: Sequence[Explanation], saved: Sequence[Path]) -> list[RenderableType]:

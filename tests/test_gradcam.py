@@ -295,3 +295,66 @@ def test_more_overlays_are_numbered_after_the_first(tmp_path):
 def test_an_unwritable_output_is_one_error(tmp_path, name):
     with pytest.raises(CnnError, match="cannot write"):
         gradcam.save(Image.new("RGB", (4, 4)), tmp_path / name)
+
+
+# --- the commands ------------------------------------------------------------------------------
+
+MOBILENET = ("-a", "mobilenet_0.25", "-w", MOBILENET_WEIGHTS)
+
+
+@needs_shared
+def test_explain_json_explains_the_top1_class(cli):
+    run = cli("explain", SAMPLES / "coffee.jpg", *MOBILENET, "-f", "json")
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    assert set(doc) == {"image", "arch", "class", "heatmap", "weights", "output"}
+    labelled = cli("classify", SAMPLES / "coffee.jpg", *MOBILENET, "-e", "keras", "-k", "1",
+                   "-f", "json").json()["results"][0]["predictions"][0]  # fmt: skip
+    assert doc["class"]["index"] == labelled["index"]
+    assert doc["class"]["score"] == pytest.approx(labelled["score"], rel=1e-4)
+    heat = np.array(doc["heatmap"])
+    assert heat.shape == (7, 7) and heat.min() >= 0 and heat.max() == pytest.approx(1.0)
+    assert doc["output"] is None and doc["weights"] == str(MOBILENET_WEIGHTS)
+
+
+@needs_shared
+def test_explain_top_k_writes_an_overlay_per_class_at_the_photos_size(cli, tmp_path):
+    out = tmp_path / "heat.png"
+    run = cli("explain", SAMPLES / "cat.jpg", *MOBILENET, "-k", "2", "-o", out, "-f", "json")
+    assert run.exit_code == 0, run.stderr
+    first, second = run.json()
+    assert [first["output"], second["output"]] == [str(out), str(tmp_path / "heat_2.png")]
+    assert first["class"]["score"] >= second["class"]["score"]
+    with Image.open(SAMPLES / "cat.jpg") as photo:
+        for path in (out, tmp_path / "heat_2.png"):
+            with Image.open(path) as overlay:
+                assert overlay.size == photo.size
+
+
+@needs_shared
+def test_explain_in_a_terminal_draws_the_heat_under_the_label(cli):
+    run = cli("explain", SAMPLES / "cat.jpg", *MOBILENET, "--class", "tabby", colors=False)
+    assert run.exit_code == 0, run.stderr
+    heading, *blocks = run.stdout.rstrip("\n").splitlines()
+    assert "mobilenet_0.25" in heading and "tabby (n02123045, #281)" in heading
+    assert len(blocks) == gradcam.TERMINAL_COLUMNS // 2
+    assert set("".join(blocks)) <= set(gradcam.SHADES) and "█" in "".join(blocks)
+
+
+def test_explain_an_unknown_class_is_a_usage_error(cli):
+    run = cli("explain", SAMPLES / "cat.jpg", "-a", "mobilenet_0.25", "-w", "none", "-c", "tabbby")
+    assert run.exit_code == 2
+    assert "did you mean tabby" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_compare_explain_writes_a_montage_of_every_architecture(cli, tmp_path):
+    out = tmp_path / "montage.png"
+    archs = "mobilenet_0.25,mobilenet_v3_small"
+    run = cli("compare", SAMPLES / "cat.jpg", "-a", archs, "-w", "none", "-e", "keras",
+              "--explain", out, "-f", "json")  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    assert [m["arch"] for m in run.json()["models"]] == archs.split(",")
+    with Image.open(SAMPLES / "cat.jpg") as photo, Image.open(out) as sheet:
+        height = gradcam.PANEL_HEIGHT
+        panel = round(photo.width * height / photo.height)  # each photo at the panel height
+        assert sheet.height > height and 2 * panel < sheet.width < 2 * panel + 60
