@@ -1,8 +1,9 @@
 """Classifying images: a model with its record turns photos into ranked ImageNet labels.
 
 `Classifier` pairs a registry record with something that maps a batch of preprocessed pixels to
-1000 softmax scores (today a Keras model), so preprocessing and decoding are derived from the
-record and never restated by callers.
+1000 softmax scores (a Keras model, or a LiteRT interpreter: `engines` chooses), so preprocessing
+and decoding are derived from the record and never restated by callers. `stream` carries a photo
+library through it a batch at a time.
 """
 
 from __future__ import annotations

@@ -166,37 +166,16 @@ def _efficientnets() -> list[Arch]:
         ("m", 480, 54_431_388, 85.3, 97.4),
         ("l", 480, 119_027_848, 85.7, 97.5),
     ]
+    # fmt: off
     return [
-        Arch(
-            f"efficientnet_b{s[1:]}",
-            f"EfficientNetB{s[1:]}",
-            "efficientnet",
-            "none",
-            size,
-            "EfficientNet",
-            2019,
-            params,
-            top1,
-            top5,
-            "top_activation",
-        )
-        for s, size, params, top1, top5 in v1
-    ] + [
-        Arch(
-            f"efficientnet_v2_{s}",
-            f"EfficientNetV2{s.upper()}",
-            "efficientnet_v2",
-            "none",
-            size,
-            "EfficientNetV2",
-            2021,
-            params,
-            top1,
-            top5,
-            "top_activation",
-        )
-        for s, size, params, top1, top5 in v2
+        *(Arch(f"efficientnet_{s}", f"EfficientNet{s.upper()}", "efficientnet", "none", size,
+               "EfficientNet", 2019, params, top1, top5, "top_activation")
+          for s, size, params, top1, top5 in v1),
+        *(Arch(f"efficientnet_v2_{s}", f"EfficientNetV2{s.upper()}", "efficientnet_v2", "none",
+               size, "EfficientNetV2", 2021, params, top1, top5, "top_activation")
+          for s, size, params, top1, top5 in v2),
     ]
+    # fmt: on
 
 
 def _convnexts() -> list[Arch]:
@@ -208,22 +187,14 @@ def _convnexts() -> list[Arch]:
         ("large", "Large", 197_767_336, 86.3),
         ("xlarge", "XLarge", 350_196_968, 86.7),
     ]
+    # `*_stage_3_block_2_identity` is the residual branch, not the sum: hence POOL_INPUT
+    # fmt: off
     return [
-        Arch(
-            f"convnext_{s}",
-            f"ConvNeXt{cls}",
-            "convnext",
-            "none",
-            224,
-            "ConvNeXt",
-            2022,
-            params,
-            top1,
-            None,
-            POOL_INPUT,  # `*_stage_3_block_2_identity` is the residual branch, not the sum
-        )
+        Arch(f"convnext_{s}", f"ConvNeXt{cls}", "convnext", "none", 224, "ConvNeXt", 2022,
+             params, top1, None, POOL_INPUT)
         for s, cls, params, top1 in sizes
     ]
+    # fmt: on
 
 
 ARCHS: dict[str, Arch] = {arch.name: arch for arch in _entries()}
