@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnncli import registry
-from cnncli.output import bar, human, human_bytes
+from cnncli.output import CsvRows, bar, human, human_bytes
 from cnncli.tf_runtime import import_keras
 
 #: Parameter kinds, in the order every table and JSON document lists them.
@@ -472,10 +472,9 @@ def _layer_table(a: Anatomy) -> Any:
     return table
 
 
-def csv_rows(anatomy: Anatomy) -> tuple[list[str], list[list[Any]]]:
-    """Header and one row per layer with raw numbers, for `--csv` and spreadsheets."""
-    rows = [
+def rows(anatomy: Anatomy) -> CsvRows:
+    """Header and one row per layer with raw numbers, for `--format csv` and spreadsheets."""
+    return list(LAYER_COLUMNS), [
         [r.name, r.kind, _shape_text(r.output_shape), r.params, r.macs, r.activation_bytes]
         for r in anatomy.layers
     ]
-    return list(LAYER_COLUMNS), rows

@@ -12,6 +12,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -24,8 +25,13 @@ from rich.table import Table
 from rich.text import Text
 
 from cnncli.classify import Classifier
+from cnncli.engines import Engine, open_classifier
+from cnncli.env import Environment
 from cnncli.images import Resize, load_array
+from cnncli.loader import Weights
 from cnncli.output import CsvRows
+from cnncli.progress import status
+from cnncli.registry import Arch
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,34 @@ class Measurement:
     cold_process_s: float
     warm_ms_per_image: float
     images_per_s: float
+
+
+def run(
+    records: Sequence[Arch],
+    engines: Sequence[Engine],
+    weights: Weights,
+    env: Environment,
+    photo: Path | None = None,
+    batch: int = 8,
+    repeats: int = 5,
+) -> list[Measurement]:
+    """Every figure for each architecture on each engine, timed on `photo` (else a generated
+    640x480 JPEG). Cold processes share `env`'s cache, so they measure the warm-cache path."""
+    child_env = {**os.environ, "CNN_CACHE_DIR": str(env.cache_dir)}
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        image = photo or synthetic_photo(Path(folder) / "photo.jpg")
+        for record in records:
+            for engine in engines:
+                classifier = open_classifier(record, weights, engine, env)
+                with status(env, f"timing {record.name} on {classifier.engine}"):
+                    warm, throughput = warm_figures(classifier, image, batch, repeats)
+                    command = ["classify", str(image), "-a", record.name, "-w", str(weights),
+                               "-e", classifier.engine, "-f", "json"]  # fmt: skip
+                    cold = cold_process_seconds(command, repeats, child_env)
+                results.append(Measurement(record.name, classifier.engine, batch, cold, warm,
+                                           throughput))  # fmt: skip
+    return results
 
 
 def machine() -> dict[str, object]:

@@ -57,7 +57,7 @@ def environment(ctx: typer.Context) -> Environment:
 
 def report(env: Environment, message: str) -> None:
     """One error line on stderr."""
-    env.err_console().print(f"cnn: error: {message}", style="red", markup=False, highlight=False)
+    env.say(f"cnn: error: {message}", style="red")
 
 
 def guarded(command: F) -> F:
@@ -143,12 +143,10 @@ def classify(
     """Label photos with an ImageNet classifier; jsonl and csv stream as they go."""
     import os
 
-    from cnncli import classify as lib
     from cnncli import pipeline, results_file
     from cnncli.engines import open_classifier
     from cnncli.inputs import Inputs
     from cnncli.loader import Weights
-    from cnncli.progress import progress
 
     env = environment(ctx)
     record, source = registry.get(arch), Weights.parse(weights)
@@ -156,33 +154,11 @@ def classify(
         raise UsageError("name the images to classify (files, directories, globs, --files-from)")
     if files_from not in (None, "-") and not os.path.isfile(files_from):
         raise UsageError(f"--files-from {files_from}: no such file")
-    streamed = fmt in results_file.STREAMED
-    if resume and (output is None or not streamed):
+    if resume and (output is None or fmt not in results_file.STREAMED):
         raise UsageError("--resume needs --output FILE and --format jsonl or csv")
     inputs = Inputs(tuple(images or ()), recursive, files_from)
-    done = results_file.resume(output, fmt) if output and resume else frozenset()
-    classifier = open_classifier(record, source, engine, env)
-    results: list[lib.ImageResult] = []
-    with (
-        results_file.redirected(env, output, append=resume) as out,
-        progress(env, f"classifying with {record.name}") as meter,
-    ):
-
-        def skipped(path: str, why: str) -> None:
-            if verbose:
-                meter.print(f"cnn: skipped {path}: {why}")
-
-        meter.count_total(lambda: inputs.count(done))
-        entries = inputs.entries(env.stdin, skipped, exclude=done)
-        batches = lib.stream(classifier, entries, top, resize, batch_size)
-        write = results_file.Writer(out.stdout, fmt).write if streamed else results.extend
-        tally = pipeline.run(batches, write, meter)
-        if not streamed and not tally.interrupted:
-            document = lib.document(classifier, source, results)
-            emit(out, fmt, document, lambda: lib.render(results), lambda: lib.rows(results))
-    if env.stderr_isatty or streamed or output is not None:
-        held = f"; {len(done):,} already in {output}" if done else ""
-        env.err_console().print(tally.line() + held, markup=False, highlight=False)
+    job = pipeline.Job(inputs, source, top, resize, batch_size, fmt, output, resume, verbose)
+    tally = pipeline.classify_all(env, job, lambda: open_classifier(record, source, engine, env))
     if tally.interrupted:
         raise KeyboardInterrupt
     if tally.failed:
@@ -307,7 +283,7 @@ def summary(
         fmt,
         result.as_dict(layers),
         lambda: anatomy.render(result, layers),
-        lambda: anatomy.csv_rows(result),
+        lambda: anatomy.rows(result),
     )
 
 
@@ -335,32 +311,13 @@ def bench(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Time cold-process latency, warm latency and throughput per arch and engine."""
-    import os
-    import tempfile
-    from pathlib import Path
-
     from cnncli import bench as lib
-    from cnncli.engines import open_classifier
     from cnncli.loader import Weights
-    from cnncli.progress import status
 
     env = environment(ctx)
-    source = Weights.parse(weights)
-    child_env = {**os.environ, "CNN_CACHE_DIR": str(env.cache_dir)}
-    results = []
-    with tempfile.TemporaryDirectory() as folder:
-        image = Path(photo) if photo else lib.synthetic_photo(Path(folder) / "photo.jpg")
-        for name in archs.split(","):
-            record = registry.get(name)
-            for engine in (Engine(e) for e in engines.split(",")):
-                classifier = open_classifier(record, source, engine, env)
-                with status(env, f"timing {record.name} on {classifier.engine}"):
-                    warm, throughput = lib.warm_figures(classifier, image, batch, repeats)
-                    command = ["classify", str(image), "-a", record.name, "-w", weights,
-                               "-e", classifier.engine, "-f", "json"]  # fmt: skip
-                    cold = lib.cold_process_seconds(command, repeats, child_env)
-                results.append(lib.Measurement(record.name, classifier.engine, batch, cold,
-                                               warm, throughput))  # fmt: skip
+    records = [registry.get(name) for name in archs.split(",")]
+    results = lib.run(records, Engine.parse_list(engines), Weights.parse(weights),
+                      env, Path(photo) if photo else None, batch, repeats)  # fmt: skip
     emit(env, fmt, lib.document(results), lambda: lib.render(results), lambda: lib.rows(results))
 
 
@@ -398,7 +355,7 @@ def cache_clear(
     name = registry.get(arch).name if arch else None
     removed = cache.ModelCache(env.cache_dir).clear(name)
     freed = sum(entry.size for entry in removed)
-    env.err_console().print(f"removed {len(removed)} cached models ({freed / 2**20:.1f} MB)")
+    env.say(f"removed {len(removed)} cached models ({freed / 2**20:.1f} MB)")
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from cnncli import litert, loader
 from cnncli.cache import ModelCache
 from cnncli.classify import Classifier, keras_forward
 from cnncli.env import Environment
-from cnncli.errors import CnnError
+from cnncli.errors import CnnError, UsageError, first_line
 from cnncli.progress import status
 from cnncli.registry import Arch
 
@@ -28,6 +28,16 @@ class Engine(str, Enum):
     auto = "auto"
     keras = "keras"
     litert = "litert"
+
+    @classmethod
+    def parse_list(cls, text: str) -> list[Engine]:
+        """Comma-separated engine names (`cnn bench -e keras,litert`); `UsageError` otherwise."""
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        unknown = [name for name in names if name not in cls._value2member_map_]
+        if unknown or not names:
+            choices = ", ".join(engine.value for engine in cls)
+            raise UsageError(f"unknown engine '{','.join(unknown)}': choose from {choices}")
+        return [cls(name) for name in names]
 
 
 class ConversionError(CnnError):
@@ -55,7 +65,7 @@ def open_classifier(
 
 def warn(env: Environment, message: str) -> None:
     """One warning line on stderr."""
-    env.err_console().print(f"cnn: warning: {message}", style="yellow", markup=False)
+    env.say(f"cnn: warning: {message}", style="yellow")
 
 
 def keras_model(arch: Arch, weights: loader.Weights, env: Environment) -> Any:
@@ -93,8 +103,8 @@ def _convert(arch: Arch, model: object, path: Path, env: Environment) -> None:
         try:
             litert.convert(model, path)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConversionError(f"{arch.name} does not convert to LiteRT ({first})") from exc
+            reason = first_line(exc)
+            raise ConversionError(f"{arch.name} does not convert to LiteRT ({reason})") from exc
 
 
 def _runner(path: Path, arch: Arch) -> litert.Runner:

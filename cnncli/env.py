@@ -62,6 +62,10 @@ class Environment:
         """A rich console on stderr, for progress, warnings and error lines."""
         return self._console(self.stderr, self.stderr_isatty)
 
+    def say(self, line: str, style: str | None = None) -> None:
+        """One line on stderr (an error, a warning, a closing summary), printed verbatim."""
+        self.err_console().print(line, style=style, markup=False)
+
     def _console(self, stream: TextIO, isatty: bool) -> Console:
         """Styled only on a terminal with NO_COLOR unset; off a terminal, wide enough that no
         table column is cut (there is no width to measure). Lines of text are never wrapped by

@@ -24,3 +24,9 @@ class InputError(CnnError):
         super().__init__(f"{image}: {reason}")
         self.image = image
         self.reason = reason
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line of text (library messages can run to pages), else its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cnncli.errors import CnnError, UsageError
+from cnncli.errors import CnnError, UsageError, first_line
 from cnncli.registry import Arch
 from cnncli.tf_runtime import import_keras
 
@@ -114,10 +114,9 @@ def load_weights_file(model: Any, arch: Arch, path: Path) -> None:
             warnings.simplefilter("error", UserWarning)
             model.load_weights(str(path))
     except (ValueError, UserWarning, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CnnError(
-            f"weights file {path} does not fit {arch.name} ({first}); give the weights of a "
-            f"{arch.name} classifier with 1000 classes"
+            f"weights file {path} does not fit {arch.name} ({first_line(exc)}); give the weights "
+            f"of a {arch.name} classifier with 1000 classes"
         ) from exc
     except OSError as exc:
         raise CnnError(

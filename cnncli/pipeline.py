@@ -1,5 +1,5 @@
-"""A run over many images: batches of results written as they come, errors reported on stderr
-as they come, progress, and a closing tally.
+"""A run over many images (`cnn classify`): batches of results written as they come, errors
+reported on stderr as they come, progress, and a closing tally.
 
 One image never stops the run (its error is a result), and Ctrl-C (or SIGTERM) ends it cleanly:
 a batch is written and counted as one step that a signal waits for, so the tally counts exactly
@@ -14,10 +14,17 @@ import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
-from cnncli.classify import ImageResult
-from cnncli.progress import Meter
+from cnncli import classify, results_file
+from cnncli.classify import Classifier, ImageResult
+from cnncli.env import Environment
+from cnncli.images import Resize
+from cnncli.inputs import Inputs
+from cnncli.loader import Weights
+from cnncli.output import Format, emit
+from cnncli.progress import Meter, progress
 
 #: Ctrl-C, and the polite request to stop that service managers and `timeout` send.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -45,6 +52,54 @@ class Tally:
             f"{'interrupted: ' if self.interrupted else ''}{self.classified:,} classified, "
             f"{self.failed:,} failed in {self.seconds:.1f} s ({rate:.1f} images/s)"
         )
+
+
+@dataclass(frozen=True)
+class Job:
+    """What `cnn classify` is asked to do: which images, with which weights, written how."""
+
+    inputs: Inputs
+    weights: Weights
+    top: int = 5
+    resize: Resize = Resize.crop
+    batch_size: int = 16
+    fmt: Format = Format.table
+    output: Path | None = None
+    resume: bool = False
+    verbose: bool = False
+
+
+def classify_all(env: Environment, job: Job, open_classifier: Callable[[], Classifier]) -> Tally:
+    """Every image of `job` through the classifier `open_classifier` makes (called after the
+    output file is read for `--resume`, so a file that is not a results file fails before any
+    model loads). jsonl and csv are written a batch at a time, table and json as one document at
+    the end; the closing summary goes to stderr."""
+    done = results_file.resume(job.output, job.fmt) if job.output and job.resume else frozenset()
+    classifier = open_classifier()
+    streamed = job.fmt in results_file.STREAMED
+    results: list[ImageResult] = []
+    with (
+        results_file.redirected(env, job.output, append=job.resume) as out,
+        progress(env, f"classifying with {classifier.arch.name}") as meter,
+    ):
+
+        def skipped(path: str, why: str) -> None:
+            if job.verbose:
+                meter.print(f"cnn: skipped {path}: {why}")
+
+        meter.count_total(lambda: job.inputs.count(done))
+        entries = job.inputs.entries(env.stdin, skipped, exclude=done)
+        batches = classify.stream(classifier, entries, job.top, job.resize, job.batch_size)
+        write = results_file.Writer(out.stdout, job.fmt).write if streamed else results.extend
+        tally = run(batches, write, meter)
+        if not streamed and not tally.interrupted:
+            document = classify.document(classifier, job.weights, results)
+            emit(out, job.fmt, document, lambda: classify.render(results),
+                 lambda: classify.rows(results))  # fmt: skip
+    if env.stderr_isatty or streamed or job.output is not None:
+        held = f"; {len(done):,} already in {job.output}" if done else ""
+        env.say(tally.line() + held)
+    return tally
 
 
 def run(

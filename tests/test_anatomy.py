@@ -244,7 +244,7 @@ def test_json_document_is_json(analysed: Analysed) -> None:
 
 
 def test_csv_rows_are_the_layer_table_in_raw_numbers(tiny: Anatomy) -> None:
-    header, rows = anatomy.csv_rows(tiny)
+    header, rows = anatomy.rows(tiny)
     assert header == ["name", "kind", "output_shape", "params", "macs", "activation_bytes"]
     assert rows[0] == ["image", "other", "8x8x3", 0, 0, 768]
     assert rows[-1] == ["fc", "dense", "10", 810, 800, 40]
