@@ -33,10 +33,12 @@ class Engine(str, Enum):
     def parse_list(cls, text: str) -> list[Engine]:
         """Comma-separated engine names (`cnn bench -e keras,litert`); `UsageError` otherwise."""
         names = [name.strip() for name in text.split(",") if name.strip()]
-        unknown = [name for name in names if name not in cls._value2member_map_]
+        choices = [engine.value for engine in cls]
+        unknown = [name for name in names if name not in choices]
         if unknown or not names:
-            choices = ", ".join(engine.value for engine in cls)
-            raise UsageError(f"unknown engine '{','.join(unknown)}': choose from {choices}")
+            raise UsageError(
+                f"unknown engine '{','.join(unknown)}': choose from {', '.join(choices)}"
+            )
         return [cls(name) for name in names]
 
 
@@ -103,8 +105,8 @@ def _convert(arch: Arch, model: object, path: Path, env: Environment) -> None:
         try:
             litert.convert(model, path)
         except Exception as exc:
-            reason = first_line(exc)
-            raise ConversionError(f"{arch.name} does not convert to LiteRT ({reason})") from exc
+            reason = f"{arch.name} does not convert to LiteRT ({first_line(exc)})"
+            raise ConversionError(reason) from exc
 
 
 def _runner(path: Path, arch: Arch) -> litert.Runner:
