@@ -26,7 +26,7 @@ from cnncli import loader
 from cnncli.errors import InputError
 from cnncli.images import Resize, load_array
 from cnncli.inputs import Entry
-from cnncli.labels import Prediction, decode
+from cnncli.labels import Prediction, ScoresError, decode
 from cnncli.output import CsvRows, bar
 from cnncli.preprocess import preprocess
 from cnncli.registry import Arch
@@ -146,9 +146,17 @@ def _infer(
     return [
         ImageResult(image, error=value)
         if isinstance(value, str)
-        else ImageResult(image, tuple(decode(next(scores), top)))
+        else _predicted(image, next(scores), top)
         for image, value in decoded
     ]
+
+
+def _predicted(image: str, scores: np.ndarray, top: int) -> ImageResult:
+    """An image's top classes, or the error of scores that rank nothing (NaN from bad weights)."""
+    try:
+        return ImageResult(image, tuple(decode(scores, top)))
+    except ScoresError as exc:
+        return ImageResult(image, error=str(exc))
 
 
 def document(

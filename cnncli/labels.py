@@ -13,7 +13,20 @@ from importlib import resources
 
 import numpy as np
 
+from cnncli.errors import CnnError
+
 NUM_CLASSES = 1000
+
+
+class ScoresError(CnnError):
+    """A model gave scores that are not numbers (NaN) or are infinite, so no ranking of them
+    means anything. Softmax of finite logits is finite: broken weights are the usual cause."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the model's scores are not finite numbers (NaN or infinity), so there is no "
+            "prediction; its weights are likely broken (check the --weights file)"
+        )
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,10 @@ def find_class(query: str) -> ImageNetClass | None:
 
 
 def decode(scores: np.ndarray, top: int) -> list[Prediction]:
-    """The `top` highest-scoring classes of one 1000-way score vector, best first."""
+    """The `top` highest-scoring classes of one 1000-way score vector, best first;
+    `ScoresError` when any score is NaN or infinite (all NaN would rank class 0 first)."""
+    if not np.isfinite(scores).all():
+        raise ScoresError
     order = np.argsort(-scores, kind="stable")[:top]
     table = classes()
     return [

@@ -3,6 +3,11 @@
 A command hands over its result three ways (a JSON document, rich renderables, CSV rows) and
 `emit` writes the one the user asked for. JSON, JSON Lines and CSV are for machines: no colour,
 no progress, nothing else on stdout.
+
+Whatever a result holds, writing it never fails: JSON is strict (`allow_nan=False`; names that are
+not valid Unicode, such as a file name with byte 0xff, become JSON's own `\\u` escapes), and text a
+stream cannot encode (`café` on an ASCII stdout, that byte on any stdout) is written as Python's
+backslash escapes (`caf\\xe9`, `\\udcff`) by `Escaped`.
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from enum import Enum
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import RenderableType
 
 from cnncli.env import Environment
+from cnncli.errors import CnnError
 
 CsvRows = tuple[Sequence[str], Iterable[Sequence[Any]]]
 
@@ -38,23 +45,36 @@ def emit(
     rows: Callable[[], CsvRows],
 ) -> None:
     """Write the result in format `fmt`; only the chosen representation is computed."""
+    stdout = Escaped(env.stdout)
     if fmt is Format.json:
-        env.stdout.write(json.dumps(document, indent=2) + "\n")
+        stdout.write(to_json(document, indent=2) + "\n")
     elif fmt is Format.jsonl:
-        env.stdout.write(json_lines(document if isinstance(document, list) else [document]))
+        stdout.write(json_lines(document if isinstance(document, list) else [document]))
     elif fmt is Format.csv:
         header, body = rows()
-        env.stdout.write(csv_lines([header, *body]))
+        stdout.write(csv_lines([header, *body]))
     else:
-        console = env.console()
+        console = replace(env, stdout=stdout).console()
         for renderable in table():
             console.print(renderable)
-    env.stdout.flush()
+    stdout.flush()
+
+
+def to_json(value: Any, indent: int | None = None) -> str:
+    """The one place JSON is written: strict JSON, so a NaN or infinity that reached a result
+    by mistake is an error here rather than a `NaN` token that no JSON reader accepts."""
+    try:
+        return json.dumps(value, indent=indent, allow_nan=False)
+    except ValueError as exc:
+        raise CnnError(
+            f"the result holds NaN or infinity, which JSON cannot represent ({exc}); "
+            "broken weights are the usual cause (check --weights)"
+        ) from exc
 
 
 def json_lines(items: Iterable[Any]) -> str:
     """JSON Lines: each item compact on a line of its own (a list document, one item a line)."""
-    return "".join(json.dumps(item) + "\n" for item in items)
+    return "".join(to_json(item) + "\n" for item in items)
 
 
 def csv_lines(rows: Iterable[Sequence[Any]]) -> str:
@@ -62,6 +82,40 @@ def csv_lines(rows: Iterable[Sequence[Any]]) -> str:
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows(rows)
     return text.getvalue()
+
+
+class Escaped(io.TextIOBase):
+    """A text stream over `target` that writes what `target` cannot encode as backslash escapes
+    instead of raising UnicodeEncodeError, so one odd file name never loses a run's output.
+    Our own files (UTF-8 with surrogateescape) encode everything and pass through unchanged."""
+
+    def __init__(self, target: TextIO) -> None:
+        super().__init__()
+        self.target = target
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        """The target's, so rich draws ASCII boxes on an ASCII stream."""
+        return getattr(self.target, "encoding", None) or "utf-8"
+
+    def write(self, text: str) -> int:
+        self.target.write(escaped(text, self.target))
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+def escaped(text: str, stream: TextIO) -> str:
+    """`text`, with the characters `stream` cannot encode as backslash escapes."""
+    encoding = getattr(stream, "encoding", None)
+    if not encoding:  # an in-memory stream takes any text
+        return text
+    try:
+        text.encode(encoding, getattr(stream, "errors", None) or "strict")
+    except UnicodeEncodeError:
+        return text.encode(encoding, "backslashreplace").decode(encoding)
+    return text
 
 
 def bar(fraction: float, width: int = 20) -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cnncli import labels
+from cnncli import labels, litert
 from tests.conftest import SAMPLES
 
 CAT = SAMPLES / "cat.jpg"
@@ -174,3 +176,56 @@ def test_unknown_arch_names_suggestions(cli):
     run = cli("classify", CAT, "-a", "ResNet-5O", "-w", "none")
     assert run.exit_code == 2
     assert "did you mean" in run.stderr and "resnet50" in run.stderr
+
+
+def strict_json(text: str) -> object:
+    """Parse as JSON proper: Python's reader would otherwise accept `NaN` and `Infinity`."""
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.fixture(scope="module")
+def nan_weights(tmp_path_factory) -> Path:
+    """MobileNet-0.25 weights whose classifier kernel is NaN, as a broken download would be."""
+    from cnncli import registry
+    from cnncli.loader import Weights, build
+
+    model = build(registry.get("mobilenet_0.25"), Weights("none"))
+    kernel = next(layer for layer in reversed(model.layers) if layer.weights).weights[0]
+    kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
+    path = tmp_path_factory.mktemp("nan") / "nan.weights.h5"
+    model.save_weights(path)
+    return path
+
+
+@pytest.mark.parametrize("engine", ["keras", "litert"])
+def test_nan_scores_are_an_error_for_each_image_never_a_prediction(cli, nan_weights, engine):
+    if engine == "litert" and not litert.available():
+        pytest.skip("ai-edge-litert is not installed")
+    args = ("classify", CAT, COFFEE, "-a", "mobilenet_0.25", "-w", nan_weights, "-e", engine)
+    table, document, lines = cli(*args), cli(*args, "-f", "json"), cli(*args, "-f", "jsonl")
+    assert table.exit_code == document.exit_code == lines.exit_code == 1
+    assert "nan" not in table.stdout and "tench" not in table.stdout  # a score prints as "nan"
+    assert table.stdout.count(": error: the model's scores are not finite numbers") == 2
+    results = strict_json(document.stdout)["results"]
+    assert results == [strict_json(line) for line in lines.stdout.splitlines()]
+    assert [r["image"] for r in results] == [str(CAT), str(COFFEE)]
+    assert all(set(r) == {"image", "error"} and "weights" in r["error"] for r in results)
+    assert document.stderr.count("not finite numbers") == 2
+
+
+def test_nan_scores_in_compare_are_one_error_line_and_no_json(cli, nan_weights):
+    run = cli("compare", CAT, "-a", "mobilenet_0.25", "-w", nan_weights, "-e", "keras", "-fjson")
+    assert run.exit_code == 1 and run.stdout == ""
+    assert run.stderr.startswith("cnn: error: ") and "not finite numbers" in run.stderr
+    assert len(run.stderr.splitlines()) == 1
+
+
+def test_a_nan_that_reaches_json_is_an_error_not_a_bare_token(cli, nan_weights):
+    # explain --class scores the class it is given, without ranking: the NaN meets the JSON writer.
+    run = cli("explain", CAT, "-a", "mobilenet_0.25", "-w", nan_weights, "-ctabby", "-fjson")
+    assert run.exit_code == 1 and run.stdout == ""
+    assert run.stderr.startswith("cnn: error: ") and "JSON cannot represent" in run.stderr
