@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from itertools import chain
@@ -58,7 +58,7 @@ class Inputs:
         self,
         stdin: TextIO | None = None,
         skipped: Skipped = _ignore,
-        exclude: frozenset[str] = frozenset(),
+        exclude: Container[str] = frozenset(),
     ) -> Iterator[Entry]:
         """Every entry not named in `exclude`, lazily, in order: arguments, then listed paths."""
         for argument in chain(self.arguments, self._listed(stdin)):
@@ -66,7 +66,7 @@ class Inputs:
                 if entry.image not in exclude:
                     yield entry
 
-    def count(self, exclude: frozenset[str] = frozenset()) -> int | None:
+    def count(self, exclude: Container[str] = frozenset()) -> int | None:
         """How many entries `entries` gives, by a second walk of the same inputs; None when
         they come from stdin, which can be read only once."""
         if self.files_from == "-":

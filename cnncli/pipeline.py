@@ -70,36 +70,43 @@ class Job:
 
 
 def classify_all(env: Environment, job: Job, open_classifier: Callable[[], Classifier]) -> Tally:
-    """Every image of `job` through the classifier `open_classifier` makes (called after the
-    output file is read for `--resume`, so a file that is not a results file fails before any
-    model loads). jsonl and csv are written a batch at a time, table and json as one document at
-    the end; the closing summary goes to stderr."""
-    done = results_file.resume(job.output, job.fmt) if job.output and job.resume else frozenset()
-    classifier = open_classifier()
-    streamed = job.fmt in results_file.STREAMED
+    """Every image of `job` through the classifier `open_classifier` makes (called once the
+    output file is checked, locked and read for `--resume`, so a file that must not be written
+    fails before any model loads). jsonl and csv are written a batch at a time, table and json
+    as one document at the end, once the progress display is gone; the closing summary goes to
+    stderr."""
+    with results_file.opened(job.output, job.fmt, job.resume, job.inputs.arguments) as output:
+        classifier = open_classifier()
+        with output.writing(env, job.fmt, job.resume) as out:
+            tally, results = _classify(out, job, classifier, output)
+            if job.fmt not in results_file.STREAMED and not tally.interrupted:
+                document = classify.document(classifier, job.weights, results)
+                emit(out, job.fmt, document, lambda: classify.render(results),
+                     lambda: classify.rows(results))  # fmt: skip
+    if env.stderr_isatty or job.fmt in results_file.STREAMED or job.output is not None:
+        held = f"; {len(output.already):,} already in {job.output}" if output.already else ""
+        env.say(tally.line() + held)
+    return tally
+
+
+def _classify(
+    env: Environment, job: Job, classifier: Classifier, output: results_file.Output
+) -> tuple[Tally, list[ImageResult]]:
+    """The run behind a progress display: streamed formats written as batches come, the
+    results of the others returned to be printed after the display has gone."""
     results: list[ImageResult] = []
-    with (
-        results_file.redirected(env, job.output, append=job.resume) as out,
-        progress(env, f"classifying with {classifier.arch.name}") as meter,
-    ):
+    with progress(env, f"classifying with {classifier.arch.name}") as meter:
 
         def skipped(path: str, why: str) -> None:
             if job.verbose:
                 meter.print(f"cnn: skipped {path}: {why}")
 
-        meter.count_total(lambda: job.inputs.count(done))
-        entries = job.inputs.entries(env.stdin, skipped, exclude=done)
+        meter.count_total(lambda: job.inputs.count(output))
+        entries = output.fresh(job.inputs.entries(env.stdin, skipped), skipped)
         batches = classify.stream(classifier, entries, job.top, job.resize, job.batch_size)
-        write = results_file.Writer(out.stdout, job.fmt).write if streamed else results.extend
-        tally = run(batches, write, meter)
-        if not streamed and not tally.interrupted:
-            document = classify.document(classifier, job.weights, results)
-            emit(out, job.fmt, document, lambda: classify.render(results),
-                 lambda: classify.rows(results))  # fmt: skip
-    if env.stderr_isatty or streamed or job.output is not None:
-        held = f"; {len(done):,} already in {job.output}" if done else ""
-        env.say(tally.line() + held)
-    return tally
+        streamed = job.fmt in results_file.STREAMED
+        write = results_file.Writer(env.stdout, job.fmt).write if streamed else results.extend
+        return run(batches, write, meter), results
 
 
 def run(

@@ -148,8 +148,9 @@ def test_csv_output_file_has_one_header_and_rows_in_input_order(model, photos, t
     assert rows[0] == list(classify.CSV_HEADER)
     assert [r[0] for r in rows[1:]] == [str(photos[0])] * 3 + [str(missing)] + [str(photos[1])] * 3
     again = model.run(*args, "--resume")
-    # CSV spreads an image over rows: the last one is redone, in case a crash cut it short.
-    assert again.exit_code == 0 and "1 classified, 0 failed" in again.stderr
+    # CSV spreads an image over rows: the last one is redone, in case a crash cut it short;
+    # the image that failed is tried again (and fails again), its old error row gone.
+    assert again.exit_code == 1 and "1 classified, 1 failed" in again.stderr
     assert list(csv.reader(io.StringIO(out.read_text()))) == rows
 
 
@@ -283,3 +284,120 @@ def test_an_interrupted_run_resumes_to_exactly_one_line_per_image(model, library
 def test_jsonl_of_a_list_document_is_one_item_per_line(cli):
     lines = cli("models", "-f", "jsonl").stdout.splitlines()
     assert [json.loads(line) for line in lines] == cli("models", "-f", "json").json()
+
+
+# --- Trust: the output file is cnn's, never a photo, one writer at a time; --resume is exact ---
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content"),
+    [
+        ("jsonl", b'{"a": 1}'),  # a config without its final newline: was truncated to nothing
+        ("csv", b'{"a": 1}'),
+        ("csv", b"image,rank,index\n"),
+        ("jsonl", b'{"image": "a.jpg", "error": "x"}\nmy notes'),  # not a tail cnn can leave
+    ],
+)
+def test_resume_leaves_a_file_cnn_did_not_write_byte_for_byte(
+    model, photos, tmp_path, fmt, content
+):
+    out = tmp_path / f"settings.{fmt}"
+    out.write_bytes(content)
+    run = model.run(photos[0], "-f", fmt, "-o", out, "--resume")
+    assert run.exit_code == 1, run.stderr
+    assert run.stderr.startswith(f"cnn: error: {out}: not the results of `cnn classify")
+    assert len(run.stderr.splitlines()) == 1 and "refusing to append" in run.stderr
+    assert out.read_bytes() == content
+
+
+@pytest.mark.parametrize(("fmt", "torn"), [("jsonl", b'{"image": "a/im'), ("csv", b"image,ra")])
+def test_resume_cuts_a_first_line_that_a_crash_tore(model, photos, tmp_path, fmt, torn):
+    out = tmp_path / f"out.{fmt}"
+    complete = model.run(photos[0], "-f", fmt)
+    out.write_bytes(torn)
+    run = model.run(photos[0], "-f", fmt, "-o", out, "--resume")
+    assert run.exit_code == 0, run.stderr
+    assert out.read_text() == complete.stdout
+
+
+def test_output_named_like_a_photo_is_refused_before_it_is_created(model, photos, tmp_path):
+    run = model.run(photos[0], "-f", "jsonl", "-o", tmp_path / "results.JPG")
+    assert run.exit_code == 2 and "--output names an image file" in run.stderr
+    assert not (tmp_path / "results.JPG").exists()
+
+
+def test_output_that_is_an_input_however_spelled_is_refused_untouched(
+    model, photos, tmp_path, monkeypatch
+):
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(photos[0].read_bytes())
+    notes = tmp_path / "notes.dat"  # not an image: only its identity can tell
+    notes.write_bytes(b"my notes\n")
+    (tmp_path / "hard.jsonl").hardlink_to(photo)
+    (tmp_path / "soft.csv").symlink_to(photo)
+    (tmp_path / "disguised.dat").write_bytes(photos[1].read_bytes())  # a photo, by content
+    monkeypatch.chdir(tmp_path)
+    for image, output in [
+        (notes, "./notes.dat"),
+        ("notes.dat", notes),
+        ("photo.jpg", "hard.jsonl"),
+        (photo, "./soft.csv"),
+        (photo, "disguised.dat"),
+    ]:
+        run = model.run(image, "-f", "jsonl", "-o", output)
+        assert run.exit_code == 2, (image, output, run.stderr)
+        assert (
+            run.stderr.startswith(f"cnn: error: {Path(output)}: ")
+            and len(run.stderr.splitlines()) == 1
+        )
+    assert photo.read_bytes() == photos[0].read_bytes() and notes.read_bytes() == b"my notes\n"
+    assert (tmp_path / "disguised.dat").read_bytes() == photos[1].read_bytes()
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_discovery_skips_the_output_file_itself(model, tmp_path, resume):
+    paths = write_jpegs(tmp_path / "dir", 3)
+    out = tmp_path / "dir" / "labels.jsonl"
+    if resume:
+        out.write_bytes(b"")
+    run = model.run(tmp_path / "dir" / "*", "-f", "jsonl", "-o", out, "-v", *["--resume"] * resume)
+    assert run.exit_code == 0, run.stderr
+    assert [r["image"] for r in lines_of(out)] == [str(p) for p in paths]
+    assert f"cnn: skipped {out}: it is the --output file" in run.stderr
+
+
+def test_resume_matches_images_by_resolved_path(model, photos, tmp_path, monkeypatch):
+    monkeypatch.chdir(photos[0].parent.parent)
+    out = tmp_path / "out.jsonl"
+    assert model.run("a", "-r", "-f", "jsonl", "-o", out).exit_code == 0  # relative names
+    written = out.read_bytes()
+    run = model.run(photos[0].parent, "-r", "-f", "jsonl", "-o", out, "--resume")  # absolute
+    assert run.exit_code == 0, run.stderr
+    assert run.stderr.startswith("0 classified, 0 failed")
+    assert run.stderr.rstrip().endswith(f"; {len(photos)} already in {out}")
+    some = model.run("./a/b/", "-f", "jsonl", "-o", out, "--resume")  # the count is of these
+    assert some.stderr.rstrip().endswith(f"; 16 already in {out}")
+    assert out.read_bytes() == written
+
+
+def test_resume_retries_failed_images_keeping_one_record_each(model, photos, tmp_path):
+    late = tmp_path / "late.jpg"  # missing in the first run, there for the second
+    real, out = tmp_path / "real.jsonl", tmp_path / "link.jsonl"
+    out.symlink_to(real)
+    args = (photos[0], late, photos[1], "-f", "jsonl", "-o", out)
+    first = model.run(*args)
+    assert first.exit_code == 1 and "no such file" in lines_of(real)[1]["error"]
+    kept = [line for line in real.read_text().splitlines(keepends=True) if "error" not in line]
+    late.write_bytes(photos[2].read_bytes())
+    run = model.run(*args, "--resume")
+    assert run.exit_code == 0, run.stderr
+    assert run.stderr.startswith("1 classified, 0 failed")
+    assert run.stderr.rstrip().endswith(f"; 2 already in {out}")
+    assert real.read_text().startswith("".join(kept))
+    assert [r["image"] for r in lines_of(real)] == [str(photos[0]), str(photos[1]), str(late)]
+    assert all("predictions" in r for r in lines_of(real))
+    assert out.is_symlink() and sorted(os.listdir(tmp_path)) == [
+        "late.jpg",
+        "link.jsonl",
+        "real.jsonl",
+    ]
