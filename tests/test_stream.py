@@ -401,3 +401,91 @@ def test_resume_retries_failed_images_keeping_one_record_each(model, photos, tmp
         "link.jsonl",
         "real.jsonl",
     ]
+
+
+def test_a_second_run_on_a_file_being_written_stops_and_leaves_it_alone(model, library, tmp_path):
+    out = tmp_path / "out.jsonl"
+    args = (library[0].parent.parent, "--recursive", "-f", "jsonl", "-o", out, "--batch-size", 8)
+    command = [sys.executable, "-m", "cnncli", *map(str, model.args(*args))]
+    first = subprocess.Popen(command, env=model.env(), cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.exists() and out.read_bytes().count(b"\n") >= 8):
+            assert first.poll() is None and time.monotonic() < deadline, "no lines"
+            time.sleep(0.005)
+        first.send_signal(signal.SIGSTOP)  # frozen mid-run, holding the file
+        assert first.poll() is None, "the first run ended before the second started"
+        written = out.read_bytes()
+        for again in (["--resume"], []):
+            second = model.run(*args, *again)
+            assert second.exit_code == 1
+            assert second.stderr == (
+                f"cnn: error: {out}: another cnn is writing this file; "
+                "wait for it to finish or choose another --output\n"
+            )
+            assert out.read_bytes() == written
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    images = [json.loads(line)["image"] for line in out.read_text().splitlines()]
+    assert sorted(images) == sorted(map(str, library))
+
+
+def odd_names(folder: Path) -> list[Path]:
+    """A photo named in UTF-8 but not ASCII, and one whose name is not UTF-8 at all (byte 0xff,
+    which Python holds as the surrogate U+DCFF)."""
+    source = write_jpegs(folder / "source", 1)[0]
+    paths = [folder / "caf\u00e9.jpg", folder / os.fsdecode(b"bad\xff.jpg")]
+    for path in paths:
+        path.write_bytes(source.read_bytes())
+    source.unlink()
+    folder.joinpath("source").rmdir()
+    return sorted(paths)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_names_that_cannot_be_encoded_are_written_losslessly_and_resumed(model, tmp_path, fmt):
+    paths = odd_names(tmp_path / "odd")
+    out = tmp_path / f"out.{fmt}"
+    command = [sys.executable, "-m", "cnncli", *map(str, model.args(paths[0].parent))]
+    ascii_io = {**model.env(), "PYTHONIOENCODING": "ascii"}
+    proc = subprocess.run([*command, "-f", fmt, "-o", out], capture_output=True, env=ascii_io,
+                          cwd=ROOT, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    written = out.read_bytes()
+    if fmt == "csv":  # the names' own bytes
+        assert b"/caf\xc3\xa9.jpg," in written and b"/bad\xff.jpg," in written
+    else:  # JSON's escapes
+        assert [r["image"] for r in lines_of(out)] == list(map(str, paths))
+    run = model.run(paths[0].parent, "-f", fmt, "-o", out, "--resume")
+    assert run.exit_code == 0, run.stderr
+    redone = 1 if fmt == "csv" else 0  # CSV redoes its last image, in case a crash cut its rows
+    assert run.stderr.startswith(f"{redone} classified, 0 failed")
+    assert run.stderr.rstrip().endswith(f"; {2 - redone} already in {out}")
+    assert out.read_bytes() == written
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv"])
+def test_a_stdout_that_cannot_encode_a_name_gets_backslash_escapes(model, tmp_path, fmt):
+    odd_names(tmp_path)
+    raw = io.BytesIO()
+    stdout = io.TextIOWrapper(raw, encoding="ascii", errors="strict", newline="")
+    env = Environment(stdout=stdout, stderr=io.StringIO(), cache_dir=model.cache)
+    args = model.args(tmp_path, "-f", fmt)
+    assert CliRunner().invoke(app, [str(a) for a in args], obj=env).exit_code == 0
+    stdout.flush()
+    text = raw.getvalue().decode("ascii")
+    assert str(tmp_path / "caf\\xe9.jpg") in text and str(tmp_path / "bad\\udcff.jpg") in text
+
+
+def test_the_table_is_printed_after_the_progress_display_is_gone(model, photos):
+    terminal = io.StringIO()  # stdout and stderr on one terminal, as in a shell
+    env = Environment(stdout=terminal, stderr=terminal, stdout_isatty=True, stderr_isatty=True,
+                      colors=False, cache_dir=model.cache)  # fmt: skip
+    args = model.args(photos[0], photos[1])
+    assert CliRunner().invoke(app, [str(a) for a in args], obj=env).exit_code == 0
+    screen = terminal.getvalue()
+    assert screen.rindex("classifying with") < screen.index(str(photos[0]))
+    assert screen.rstrip().splitlines()[-1].startswith("2 classified, 0 failed")
