@@ -99,8 +99,15 @@ class Output:
     def __init__(self, path: Path | None = None, file: BinaryIO | None = None) -> None:
         self.path = path
         self.file = file
+        #: FILE's device and inode, kept: the background count asks after FILE is closed.
+        self.identity = os.fstat(file.fileno()) if file is not None else None
         self.contents = Contents()
         self.already: set[str] = set()
+
+    @property
+    def regular(self) -> bool:
+        """Whether FILE is a regular file (not a device or pipe such as /dev/null)."""
+        return self.identity is not None and stat.S_ISREG(self.identity.st_mode)
 
     def __contains__(self, image: object) -> bool:
         return isinstance(image, str) and (
@@ -109,10 +116,10 @@ class Output:
 
     def is_itself(self, image: str) -> bool:
         """Whether `image` is FILE, by device and inode."""
-        if self.file is None:
+        if self.identity is None:
             return False
         try:
-            return os.path.samestat(os.stat(image), os.fstat(self.file.fileno()))
+            return os.path.samestat(os.stat(image), self.identity)
         except OSError:
             return False
 
@@ -131,7 +138,7 @@ class Output:
         """Read FILE's records (refusing a file cnn did not write); nothing changes yet."""
         if self.file is None or self.path is None:
             return
-        if not stat.S_ISREG(os.fstat(self.file.fileno()).st_mode):
+        if not self.regular:
             raise CnnError(f"{self.path}: not a regular file, so --resume cannot read it back")
         self.contents = _scan(self.file, self.path, fmt)
 
@@ -143,7 +150,7 @@ class Output:
         if self.file is None:
             yield env
             return
-        if stat.S_ISREG(os.fstat(self.file.fileno()).st_mode):
+        if self.regular:
             if resume and self.contents.failed:
                 self._rewrite(fmt)
             else:
@@ -178,7 +185,7 @@ class Output:
                 os.unlink(temporary)
             raise
         self.file.close()
-        self.file = copy
+        self.file, self.identity = copy, os.fstat(copy.fileno())
 
     def _copy_kept(self, copy: BinaryIO, fmt: Format) -> None:
         assert self.file is not None and self.path is not None
@@ -193,6 +200,10 @@ class Output:
                 copy.write(record.raw)
         copy.flush()
 
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
 
 @contextmanager
 def opened(
@@ -204,14 +215,13 @@ def opened(
         yield Output()
         return
     _refuse_photo(output, arguments)
-    file = _open_locked(output)
-    destination = Output(output, file)
+    destination = Output(output, _open_locked(output))
     try:
         if resume:
             destination.resume(fmt)
         yield destination
     finally:
-        (destination.file or file).close()
+        destination.close()
 
 
 def _refuse_photo(output: Path, arguments: Sequence[str]) -> None:
@@ -244,9 +254,10 @@ def _is_image(path: Path) -> bool:
 
 
 def _open_locked(path: Path) -> BinaryIO:
-    """FILE for reading and writing: created if absent, never truncated here, locked. A run that
-    rewrote it renamed a new file into place, so a lock won on the file the name used to lead
-    to is worthless: it is taken again until it is on the file the name leads to."""
+    """FILE for reading and writing: created if absent, never truncated here, locked when it is
+    a regular file (a device such as /dev/null is shared by all). A run that rewrote FILE renamed
+    a new file into place, so a lock won on the file the name used to lead to is worthless: it
+    is taken again until it is on the file the name leads to."""
     while True:
         try:
             file = open(path, "a+b")  # noqa: SIM115 (held for the run)
@@ -254,6 +265,8 @@ def _open_locked(path: Path) -> BinaryIO:
             raise CnnError(f"{path}: cannot write the results there ({exc.strerror}); "
                            "choose another --output") from exc  # fmt: skip
         try:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                return file
             _lock(file, path)
             if os.path.samestat(os.fstat(file.fileno()), os.stat(path)):
                 return file

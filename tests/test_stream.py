@@ -489,3 +489,12 @@ def test_the_table_is_printed_after_the_progress_display_is_gone(model, photos):
     screen = terminal.getvalue()
     assert screen.rindex("classifying with") < screen.index(str(photos[0]))
     assert screen.rstrip().splitlines()[-1].startswith("2 classified, 0 failed")
+
+
+def test_a_device_output_is_never_locked(model, photos):
+    import fcntl
+
+    with open(os.devnull, "rb") as other:  # another program's lock on the shared /dev/null
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+        run = model.run(photos[0], "-f", "jsonl", "-o", os.devnull)
+    assert run.exit_code == 0, run.stderr
