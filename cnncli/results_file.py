@@ -155,8 +155,9 @@ class Output:
                 self._rewrite(fmt)
             else:
                 self.file.truncate(self.contents.keep)
-        with open(self.file.fileno(), "a", encoding=ENCODING, errors=ERRORS, newline="",
-                  closefd=False) as stream:  # fmt: skip
+        with open(
+            self.file.fileno(), "a", encoding=ENCODING, errors=ERRORS, newline="", closefd=False
+        ) as stream:
             yield replace(env, stdout=stream, stdout_isatty=False)
 
     def _rewrite(self, fmt: Format) -> None:
@@ -170,8 +171,10 @@ class Output:
         try:
             fd, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
         except OSError as exc:
-            raise CnnError(f"{self.path}: cannot rewrite it without its error records "
-                           f"({exc.strerror}); make its folder writable") from exc  # fmt: skip
+            raise CnnError(
+                f"{self.path}: cannot rewrite it without its error records "
+                f"({exc.strerror}); make its folder writable"
+            ) from exc
         copy = open(fd, "r+b")  # noqa: SIM115 (it replaces self.file for the rest of the run)
         try:
             _lock(copy, self.path)
@@ -228,8 +231,10 @@ def _refuse_photo(output: Path, arguments: Sequence[str]) -> None:
     """Refuse an --output that would overwrite a photo: named like one, one of the IMAGE
     arguments (however spelled or linked), or an image by its content."""
     if is_image_name(output):
-        raise UsageError(f"{output}: --output names an image file (by its extension); "
-                         "write results to a .jsonl, .csv or .json file")  # fmt: skip
+        raise UsageError(
+            f"{output}: --output names an image file (by its extension); "
+            "write results to a .jsonl, .csv or .json file"
+        )
     try:
         existing = os.stat(output)
     except OSError:
@@ -237,11 +242,14 @@ def _refuse_photo(output: Path, arguments: Sequence[str]) -> None:
     for argument in arguments:
         with suppress(OSError):
             if os.path.samestat(os.stat(argument), existing):
-                raise UsageError(f"{output}: --output is the input {argument}; "
-                                 "choose another --output")  # fmt: skip
+                raise UsageError(
+                    f"{output}: --output is the input {argument}; choose another --output"
+                )
     if stat.S_ISREG(existing.st_mode) and _is_image(output):
-        raise UsageError(f"{output}: is an image; refusing to overwrite it with results "
-                         "(choose another --output)")  # fmt: skip
+        raise UsageError(
+            f"{output}: this file is an image; refusing to overwrite it with results "
+            "(choose another --output)"
+        )
 
 
 def _is_image(path: Path) -> bool:
@@ -262,18 +270,27 @@ def _open_locked(path: Path) -> BinaryIO:
         try:
             file = open(path, "a+b")  # noqa: SIM115 (held for the run)
         except OSError as exc:
-            raise CnnError(f"{path}: cannot write the results there ({exc.strerror}); "
-                           "choose another --output") from exc  # fmt: skip
+            raise CnnError(
+                f"{path}: cannot write the results there ({exc.strerror}); choose another --output"
+            ) from exc
         try:
             if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
                 return file
             _lock(file, path)
-            if os.path.samestat(os.fstat(file.fileno()), os.stat(path)):
+            if _leads_to(path, file):
                 return file
         except BaseException:
             file.close()
             raise
         file.close()
+
+
+def _leads_to(path: Path, file: BinaryIO) -> bool:
+    """Whether the name `path` still leads to the open `file`."""
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(file.fileno()))
+    except OSError:  # renamed away meanwhile
+        return False
 
 
 def _lock(file: BinaryIO, path: Path) -> None:
@@ -282,8 +299,10 @@ def _lock(file: BinaryIO, path: Path) -> None:
     try:
         fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
-        raise CnnError(f"{path}: another cnn is writing this file; wait for it to finish or "
-                       "choose another --output") from exc  # fmt: skip
+        raise CnnError(
+            f"{path}: another cnn is writing this file; wait for it to finish or "
+            "choose another --output"
+        ) from exc
 
 
 class Writer:
