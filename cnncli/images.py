@@ -3,14 +3,19 @@
 Every file becomes an upright 8-bit RGB image (EXIF orientation applied, alpha composited on
 white, first frame of an animation), then one of two resize policies gives the model its square.
 Each failure is an `InputError` naming the file, so one bad photo never stops the others.
+Only regular files are read: a named pipe, a socket or a device is refused, never opened as an
+image.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -25,6 +30,22 @@ CROP_FRACTION = 0.875
 
 #: Pillow's own bound (about 89 million pixels); larger files are refused rather than decoded.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+#: What an `os.stat` or `os.open` failure means for a photo, by errno.
+_OPEN_ERRORS = {
+    errno.ENOENT: "no such file",
+    errno.ENOTDIR: "no such file",
+    errno.EACCES: "permission denied (make the file readable)",
+    errno.EPERM: "permission denied (make the file readable)",
+}
+
+#: Files that are not regular files, by the type bits of their `st_mode`.
+_NOT_REGULAR = {
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
 
 
 class Resize(str, Enum):
@@ -42,10 +63,46 @@ def load_rgb(path: str | Path, draft_for: int | None = None) -> Image.Image:
     12-megapixel photo then costs a fraction of its full decode, and the crop still resamples
     from at least as many pixels as it keeps.
     """
+    with open_regular(path) as file:
+        return _decode(file, path, draft_for)
+
+
+def open_regular(path: str | Path) -> BinaryIO:
+    """`path` opened for reading if it is a regular file; `InputError` saying what it is if not.
+
+    The type is checked before opening (opening a device can have effects) and again on the
+    open descriptor, so a file swapped for a pipe in between is still refused. `O_NONBLOCK`
+    makes that open return at once even for a named pipe without a writer, where a plain open
+    waits forever."""
+    try:
+        _require_regular(os.stat(path).st_mode, path)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as exc:
+        reason = _OPEN_ERRORS.get(exc.errno or 0, f"cannot open ({exc.strerror or exc})")
+        raise InputError(str(path), reason) from exc
+    try:
+        _require_regular(os.fstat(fd).st_mode, path)
+    except InputError:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def _require_regular(mode: int, path: str | Path) -> None:
+    if stat.S_ISDIR(mode):
+        raise InputError(str(path), "is a directory, not an image")
+    if not stat.S_ISREG(mode):
+        kind = _NOT_REGULAR.get(stat.S_IFMT(mode), "not a regular file")
+        reason = f"is {kind}, not a regular file: only regular files are read as images"
+        raise InputError(str(path), reason)
+
+
+def _decode(file: BinaryIO, path: str | Path, draft_for: int | None) -> Image.Image:
+    """The open file's first frame, decoded upright in RGB (see `load_rgb`)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(file) as img:
                 _refuse_bombs(img, path)
                 img.seek(0)
                 if draft_for is not None:
@@ -55,12 +112,6 @@ def load_rgb(path: str | Path, draft_for: int | None = None) -> Image.Image:
                 return to_rgb(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InputError(str(path), str(exc)) from exc
-    except FileNotFoundError as exc:
-        raise InputError(str(path), "no such file") from exc
-    except IsADirectoryError as exc:
-        raise InputError(str(path), "is a directory, not an image") from exc
-    except PermissionError as exc:
-        raise InputError(str(path), "permission denied (make the file readable)") from exc
     except UnidentifiedImageError as exc:
         reason = "cannot identify image file (not an image Pillow can read)"
         raise InputError(str(path), reason) from exc

@@ -99,7 +99,7 @@ def _argument(argument: str, recursive: bool, skipped: Skipped) -> Iterator[Entr
         yield Entry(argument)
     elif glob.has_magic(argument):
         matches = sorted(glob.glob(argument, recursive=recursive))
-        files = [Entry(m) for m in matches if os.path.isfile(m)]
+        files = [Entry(m) for m in matches if not os.path.isdir(m)]
         yield from files or [Entry(argument, "no file matches")]
     else:
         yield Entry(argument, "no such file (check the path)")

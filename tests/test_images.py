@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -128,6 +130,16 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     path = save(Image.new("1", (10_000, 9_000)), tmp_path / "bomb.png")
     with pytest.raises(InputError, match="decompression bomb"):
         load_rgb(path)
+
+
+def test_only_regular_files_are_opened_as_images(tmp_path):
+    os.mkfifo(tmp_path / "pipe.jpg")  # a plain open would wait for a writer forever
+    with pytest.raises(InputError, match=r"pipe.jpg: is a named pipe \(FIFO\), not a regular"):
+        load_rgb(tmp_path / "pipe.jpg")
+    with pytest.raises(InputError, match="is a character device, not a regular file"):
+        load_rgb("/dev/zero")
+    with pytest.raises(InputError, match="is a directory, not an image"):
+        load_rgb(tmp_path)
 
 
 def test_missing_file_and_directory():

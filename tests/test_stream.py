@@ -13,6 +13,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -225,6 +226,27 @@ def test_an_unreadable_file_is_an_error_in_place(model, tmp_path):
     run = model.run(tmp_path, "-f", "jsonl")
     assert run.exit_code == 1
     assert "permission denied" in json.loads(run.stdout.splitlines()[0])["error"]
+
+
+def test_pipes_sockets_and_devices_are_reported_never_opened(model, tmp_path):
+    """A named pipe called b.jpg once hung the run forever, waiting for a writer."""
+    folder = tmp_path / "special"
+    [good] = write_jpegs(folder, 1)
+    os.mkfifo(folder / "b.jpg")
+    os.mkfifo(tmp_path / "globbed.png")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(folder / "c.png"))
+        proc = model.process(folder, tmp_path / "*.png", os.devnull, "-f", "jsonl")
+    results = {r["image"]: r.get("error") for r in map(json.loads, proc.stdout.splitlines())}
+    regular = "not a regular file: only regular files are read as images"
+    assert results == {
+        str(good): None,
+        str(folder / "b.jpg"): f"is a named pipe (FIFO), {regular}",
+        str(folder / "c.png"): f"is a socket, {regular}",
+        str(tmp_path / "globbed.png"): f"is a named pipe (FIFO), {regular}",
+        os.devnull: f"is a character device, {regular}",
+    }
+    assert proc.returncode == 1 and "1 classified, 4 failed" in proc.stderr
 
 
 def test_progress_on_a_terminal_shows_rate_and_total(model, photos):
