@@ -37,6 +37,7 @@ _OPEN_ERRORS = {
     errno.ENOTDIR: "no such file",
     errno.EACCES: "permission denied (make the file readable)",
     errno.EPERM: "permission denied (make the file readable)",
+    errno.ELOOP: "a symlink loop: the link leads back to itself (fix or remove the link)",
 }
 
 #: Files that are not regular files, by the type bits of their `st_mode`.

@@ -142,6 +142,13 @@ def test_only_regular_files_are_opened_as_images(tmp_path):
         load_rgb(tmp_path)
 
 
+def test_a_symlink_loop_is_named_as_one(tmp_path):
+    (tmp_path / "loop.jpg").symlink_to("loop.jpg")
+    [entry] = Inputs((str(tmp_path),)).entries()
+    with pytest.raises(InputError, match=r"loop\.jpg: a symlink loop: the link leads back"):
+        load_rgb(entry.image)
+
+
 def test_missing_file_and_directory():
     with pytest.raises(InputError, match="no such file"):
         load_rgb("/nonexistent/photo.jpg")
