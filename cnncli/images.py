@@ -3,8 +3,9 @@
 Every file becomes an upright 8-bit RGB image (EXIF orientation applied, alpha composited on
 white, first frame of an animation), then one of two resize policies gives the model its square.
 Each failure is an `InputError` naming the file, so one bad photo never stops the others.
-Only regular files are read: a named pipe, a socket or a device is refused, never opened as an
-image.
+Only regular files are read, and only as photos: a named pipe, a socket or a device is refused
+before it is opened, and of the formats Pillow knows only the photo formats are tried, so a
+PostScript file never reaches Ghostscript and an HDF5 file never reaches a stub decoder.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import stat
 import warnings
 from enum import Enum
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -31,6 +33,24 @@ CROP_FRACTION = 0.875
 #: Pillow's own bound (about 89 million pixels); larger files are refused rather than decoded.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
+#: The formats cameras, phones, browsers and editors save photos in: the only ones opened and
+#: the only extensions taken from folders. Pillow also registers documents (PDF, and EPS, which
+#: it renders with Ghostscript), video (MPEG), scientific data (FITS, HDF5, GRIB), drawings (WMF)
+#: and icons, fonts and game textures.
+PHOTO_FORMATS = (
+    "JPEG",
+    "MPO",
+    "PNG",
+    "GIF",
+    "WEBP",
+    "AVIF",
+    "TIFF",
+    "BMP",
+    "JPEG2000",
+    "PPM",
+    "TGA",
+)
+
 #: What an `os.stat` or `os.open` failure means for a photo, by errno.
 _OPEN_ERRORS = {
     errno.ENOENT: "no such file",
@@ -47,6 +67,20 @@ _NOT_REGULAR = {
     stat.S_IFCHR: "a character device",
     stat.S_IFBLK: "a block device",
 }
+
+
+@cache
+def photo_extensions() -> frozenset[str]:
+    """File endings of the photo formats (`.jpg`, `.png`, `.webp`, ...), lower case."""
+    extensions = Image.registered_extensions()
+    return frozenset(ext.lower() for ext, name in extensions.items() if name in PHOTO_FORMATS)
+
+
+@cache
+def openable_formats() -> tuple[str, ...]:
+    """The photo formats this Pillow opens by name (AVIF needs libavif; MPO opens as JPEG)."""
+    Image.init()
+    return tuple(name for name in PHOTO_FORMATS if name in Image.OPEN)
 
 
 class Resize(str, Enum):
@@ -103,7 +137,7 @@ def _decode(file: BinaryIO, path: str | Path, draft_for: int | None) -> Image.Im
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(file) as img:
+            with Image.open(file, formats=openable_formats()) as img:
                 _refuse_bombs(img, path)
                 img.seek(0)
                 if draft_for is not None:
@@ -114,7 +148,10 @@ def _decode(file: BinaryIO, path: str | Path, draft_for: int | None) -> Image.Im
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InputError(str(path), str(exc)) from exc
     except UnidentifiedImageError as exc:
-        reason = "cannot identify image file (not an image Pillow can read)"
+        reason = (
+            f"cannot identify image file: not a photo cnn reads ({', '.join(openable_formats())}"
+            "); convert it to one of those"
+        )
         raise InputError(str(path), reason) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = f"cannot decode image ({exc}); the file may be truncated"

@@ -11,12 +11,11 @@ import glob
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import cache
 from itertools import chain
 from pathlib import Path
 from typing import TextIO
 
-from PIL import Image
+from cnncli.images import photo_extensions
 
 #: Told about each file or directory that discovery passes over, with the reason.
 Skipped = Callable[[str, str], None]
@@ -30,15 +29,9 @@ class Entry:
     error: str | None = None
 
 
-@cache
-def image_extensions() -> frozenset[str]:
-    """File endings Pillow can open (`.jpg`, `.png`, `.webp`, ...), lower case."""
-    return frozenset(ext.lower() for ext in Image.registered_extensions())
-
-
 def is_image_name(path: str | Path) -> bool:
-    """Whether a file's name says it is an image Pillow reads."""
-    return Path(path).suffix.lower() in image_extensions()
+    """Whether a file's name says it is a photo (`images.PHOTO_FORMATS`)."""
+    return Path(path).suffix.lower() in photo_extensions()
 
 
 def _ignore(_path: str, _reason: str) -> None:

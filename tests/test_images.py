@@ -149,6 +149,40 @@ def test_a_symlink_loop_is_named_as_one(tmp_path):
         load_rgb(entry.image)
 
 
+#: Files with extensions Pillow registers that are no photos: documents, video, data, drawings.
+NOT_PHOTOS = {
+    "doc.pdf": b"%PDF-1.4\n%%EOF\n",
+    "figure.eps": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n",
+    "page.ps": b"%!PS-Adobe-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n",
+    "clip.mpg": b"\x00\x00\x01\xb3\x01\x40\xf0\x13" + bytes(64),
+    "weights.h5": b"\x89HDF\r\n\x1a\n" + bytes(64),
+    "sky.fits": b"SIMPLE  =                    T" + b" " * 50,
+    "data.grib": b"GRIB" + bytes(64),
+    "drawing.wmf": b"\xd7\xcd\xc6\x9a" + bytes(64),
+}
+
+
+def test_files_pillow_registers_but_that_are_no_photos_are_skipped(tmp_path):
+    for name, content in NOT_PHOTOS.items():
+        (tmp_path / name).write_bytes(content)
+    save(Image.new("RGB", (8, 8)), tmp_path / "photo.jpg")
+    skipped: list[tuple[str, str]] = []
+    entries = list(Inputs((str(tmp_path),)).entries(skipped=lambda *s: skipped.append(s)))
+    assert [e.image for e in entries] == [str(tmp_path / "photo.jpg")]
+    assert sorted(skipped) == [
+        (str(tmp_path / name), "not an image file, by its extension") for name in sorted(NOT_PHOTOS)
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(NOT_PHOTOS))
+def test_a_non_photo_named_explicitly_is_one_clear_error(tmp_path, name):
+    """Only photo formats are opened: EPS never reaches Ghostscript, HDF5 never divides by 0."""
+    path = tmp_path / name
+    path.write_bytes(NOT_PHOTOS[name])
+    with pytest.raises(InputError, match="cannot identify image file: not a photo cnn reads"):
+        load_rgb(path)
+
+
 def test_missing_file_and_directory():
     with pytest.raises(InputError, match="no such file"):
         load_rgb("/nonexistent/photo.jpg")
