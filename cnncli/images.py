@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import warnings
 from enum import Enum
 from functools import cache
 from pathlib import Path
@@ -30,8 +29,12 @@ if TYPE_CHECKING:  # NumPy loads on first decode, not on `cnn --help`
 #: (256 for 224), then cut the centre square.
 CROP_FRACTION = 0.875
 
-#: Pillow's own bound (about 89 million pixels); larger files are refused rather than decoded.
+#: Pillow's own bound (about 89 million pixels) on the pixels a file may decode to. Pillow checks
+#: it on the size a file declares, as it opens it, which refuses a 102-megapixel camera JPEG that
+#: decodes at 1/8 scale to 1.6 megapixels. So its check is off and `_refuse_bombs` makes it on
+#: the size that will really be decoded, after `draft`.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+Image.MAX_IMAGE_PIXELS = None
 
 #: The formats cameras, phones, browsers and editors save photos in: the only ones opened and
 #: the only extensions taken from folders. Pillow also registers documents (PDF, and EPS, which
@@ -96,7 +99,8 @@ def load_rgb(path: str | Path, draft_for: int | None = None) -> Image.Image:
     With `draft_for` (a model's input size), a JPEG decodes at the smallest of its built-in
     1/2, 1/4 and 1/8 scales that still covers the crop policy's resize for that size: a
     12-megapixel photo then costs a fraction of its full decode, and the crop still resamples
-    from at least as many pixels as it keeps.
+    from at least as many pixels as it keeps. Without it, a JPEG decodes at full size unless
+    that is over `MAX_PIXELS`, then at the largest of those scales under it.
     """
     with open_regular(path) as file:
         return _decode(file, path, draft_for)
@@ -135,18 +139,13 @@ def _require_regular(mode: int, path: str | Path) -> None:
 def _decode(file: BinaryIO, path: str | Path, draft_for: int | None) -> Image.Image:
     """The open file's first frame, decoded upright in RGB (see `load_rgb`)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(file, formats=openable_formats()) as img:
-                _refuse_bombs(img, path)
-                img.seek(0)
-                if draft_for is not None:
-                    img.draft("RGB", scaled_size(img.size, draft_for))
-                img.load()
-                ImageOps.exif_transpose(img, in_place=True)
-                return to_rgb(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(str(path), str(exc)) from exc
+        with Image.open(file, formats=openable_formats()) as img:
+            img.seek(0)
+            _draft(img, draft_for)
+            _refuse_bombs(img, path)
+            img.load()
+            ImageOps.exif_transpose(img, in_place=True)
+            return to_rgb(img)
     except UnidentifiedImageError as exc:
         reason = (
             f"cannot identify image file: not a photo cnn reads ({', '.join(openable_formats())}"
@@ -158,13 +157,25 @@ def _decode(file: BinaryIO, path: str | Path, draft_for: int | None) -> Image.Im
         raise InputError(str(path), reason) from exc
 
 
+def _draft(img: Image.Image, draft_for: int | None) -> None:
+    """Ask a JPEG for its reduced-scale decode (see `load_rgb`); other formats ignore it."""
+    if draft_for is not None:
+        img.draft("RGB", scaled_size(img.size, draft_for))
+        return
+    width, height = img.size
+    fits = (s for s in (1, 2, 4, 8) if -(-width // s) * -(-height // s) <= MAX_PIXELS)
+    scale = next(fits, 8)
+    if scale > 1:
+        img.draft("RGB", (width // scale, height // scale))
+
+
 def _refuse_bombs(img: Image.Image, path: str | Path) -> None:
-    """Refuse images whose pixel count would exhaust memory, before decoding them."""
+    """Refuse images whose decoded pixels would exhaust memory, before decoding them."""
     width, height = img.size
     if width * height > MAX_PIXELS:
         raise InputError(
             str(path),
-            f"{width}x{height} pixels exceeds the {MAX_PIXELS:,}-pixel limit "
+            f"{width}x{height} pixels to decode exceeds the {MAX_PIXELS:,}-pixel limit "
             "(a possible decompression bomb); downscale the image first",
         )
 
@@ -222,7 +233,9 @@ def crop_box(original: tuple[int, int], size: int) -> tuple[int, int, int, int]:
 def load_array(path: str | Path, size: int, resize: Resize) -> np.ndarray:
     """The photo at `path` as a float32 (size, size, 3) RGB array in 0-255, ready to preprocess.
 
-    Only the crop policy decodes JPEGs in draft mode: stretch stays the plain Keras pipeline."""
+    Only the crop policy decodes JPEGs in draft mode: stretch stays the plain Keras pipeline (a
+    full decode), except for a JPEG over `MAX_PIXELS`, which it decodes at the largest reduced
+    scale under the limit rather than refuse it."""
     import numpy as np
 
     photo = load_rgb(path, size if resize is Resize.crop else None)

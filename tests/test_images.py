@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -128,8 +131,60 @@ def test_truncated_jpeg_is_refused(tmp_path):
 
 def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     path = save(Image.new("1", (10_000, 9_000)), tmp_path / "bomb.png")
-    with pytest.raises(InputError, match="decompression bomb"):
+    with pytest.raises(InputError, match="decompression bomb") as info:
         load_rgb(path)
+    assert info.value.reason == (
+        "10000x9000 pixels to decode exceeds the 89,478,485-pixel limit "
+        "(a possible decompression bomb); downscale the image first"
+    )
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares its size and holds no pixels: all a decompression bomb needs."""
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk + b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def test_a_bomb_over_twice_pillows_limit_gets_our_one_line_too(tmp_path):
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_header(20_000, 20_000))  # Pillow itself raises at open above 2x
+    with pytest.raises(InputError) as info:
+        load_rgb(path)
+    assert info.value.reason.startswith("20000x20000 pixels to decode exceeds the 89,478,485")
+
+
+def flat_jpeg(width: int, height: int) -> bytes:
+    """A grey baseline JPEG of any size in little memory: the headers of a Pillow JPEG with the
+    size patched, and a scan of identical blocks (each a zero DC difference, "00", and an
+    end-of-block, "1010", in the standard Huffman tables), so no pixel array is ever built."""
+    small = io.BytesIO()
+    Image.new("L", (8, 8), 128).save(small, "JPEG")
+    data = small.getvalue()
+    sof = data.index(b"\xff\xc0")
+    data = data[: sof + 5] + struct.pack(">HH", height, width) + data[sof + 9 :]
+    sos = data.index(b"\xff\xda")
+    headers = data[: sos + 2 + struct.unpack(">H", data[sos + 2 : sos + 4])[0]]
+    bits = "001010" * (-(-width // 8) * -(-height // 8))
+    bits += "1" * (-len(bits) % 8)  # pad the last byte with ones, as JPEG requires
+    return headers + int(bits, 2).to_bytes(len(bits) // 8, "big") + b"\xff\xd9"
+
+
+@pytest.mark.parametrize("width, height", [(11_700, 8_750), (16_000, 12_000)])
+def test_a_huge_camera_jpeg_is_judged_by_the_pixels_it_decodes(tmp_path, width, height):
+    """102 and 192 megapixels (over Pillow's limit, and over twice it) decode at 1/8 scale."""
+    path = tmp_path / "camera.jpg"
+    path.write_bytes(flat_jpeg(width, height))
+    assert load_rgb(path, draft_for=224).size == (-(-width // 8), -(-height // 8))
+    pixels = load_array(path, 224, Resize.crop)
+    assert pixels.shape == (224, 224, 3) and np.all(pixels == 128)
+
+
+def test_stretch_decodes_a_huge_jpeg_at_the_largest_scale_under_the_limit(tmp_path):
+    path = tmp_path / "camera.jpg"
+    path.write_bytes(flat_jpeg(10_000, 9_000))  # 90 MP: 1/2 scale is the largest under 89.5
+    assert load_rgb(path).size == (5_000, 4_500)  # smaller photos stay full size, as below
+    assert np.all(load_array(path, 224, Resize.stretch) == 128)
 
 
 def test_only_regular_files_are_opened_as_images(tmp_path):
