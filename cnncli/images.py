@@ -182,7 +182,7 @@ def _refuse_bombs(img: Image.Image, path: str | Path) -> None:
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB, compositing transparency onto white."""
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
         img = _to_8bit_gray(img)
     if img.mode == "P":
         img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
@@ -194,13 +194,21 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def _to_8bit_gray(img: Image.Image) -> Image.Image:
-    """Scale a 16/32-bit or float greyscale image to 0-255, as Pillow would clip it otherwise."""
+    """Scale a 16-bit, 32-bit or float greyscale image to 0-255, as Pillow would clip it."""
     import numpy as np
 
-    values = np.asarray(img, dtype=np.float64)
-    peak = 65535.0 if values.max(initial=0) > 255 else 255.0
-    scaled = np.clip(values * (255.0 / peak), 0, 255).astype(np.uint8)
-    return Image.fromarray(scaled, mode="L")
+    values = np.nan_to_num(np.asarray(img, dtype=np.float64))
+    white = _white_point(img.mode, float(values.max(initial=0)))
+    return Image.fromarray(np.clip(np.rint(values * (255.0 / white)), 0, 255).astype(np.uint8))
+
+
+def _white_point(mode: str, peak: float) -> float:
+    """The value that means white. A 16-bit mode says it; 32-bit integers and floats do not, so
+    it is the smallest usual range that holds the data: 0-1 (floats only), 0-255, 0-65535."""
+    if mode.startswith("I;16"):
+        return 65535.0
+    ranges = (1.0, 255.0, 65535.0) if mode == "F" else (255.0, 65535.0)
+    return next((white for white in ranges if peak <= white), peak)
 
 
 def fit(img: Image.Image, size: int, resize: Resize) -> Image.Image:

@@ -61,6 +61,23 @@ def test_sixteen_bit_grayscale_is_scaled_not_clipped(tmp_path):
     assert np.all(np.abs(arr.astype(int) - 127) <= 1)
 
 
+@pytest.mark.parametrize(
+    "name, values, expected",
+    [
+        ("float 0-1", np.array([[0.0, 0.25, 0.5, 1.0]], np.float32), [0, 64, 128, 255]),
+        ("float 0-255", np.array([[0.0, 64.0, 128.0, 255.0]], np.float32), [0, 64, 128, 255]),
+        ("16-bit", np.array([[0, 16448, 32896, 65535]], np.uint16), [0, 64, 128, 255]),
+        ("16-bit dark", np.array([[0, 100, 200, 255]], np.uint16), [0, 0, 1, 1]),
+        ("32-bit", np.array([[0, 16448, 32896, 65535]], np.int32), [0, 64, 128, 255]),
+    ],
+)
+def test_deep_greyscale_tiffs_are_scaled_by_their_range(tmp_path, name, values, expected):
+    """A float TIFF in 0..1 was once classified as a black image."""
+    path = save(Image.fromarray(values), tmp_path / "deep.tif")
+    arr = np.asarray(load_rgb(path))
+    assert arr[0, :, 0].tolist() == expected and (arr == arr[..., :1]).all()
+
+
 def test_animated_gif_uses_first_frame(tmp_path):
     frames = [Image.new("RGB", (6, 6), c) for c in ((255, 0, 0), (0, 0, 255))]
     path = tmp_path / "anim.gif"
