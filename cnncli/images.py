@@ -13,12 +13,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import warnings
 from enum import Enum
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from cnncli.errors import InputError
 
@@ -35,6 +36,17 @@ CROP_FRACTION = 0.875
 #: the size that will really be decoded, after `draft`.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 Image.MAX_IMAGE_PIXELS = None
+
+#: EXIF orientations (2-8) and the transposition that turns such a photo upright.
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 #: The formats cameras, phones, browsers and editors save photos in: the only ones opened and
 #: the only extensions taken from folders. Pillow also registers documents (PDF, and EPS, which
@@ -102,8 +114,19 @@ def load_rgb(path: str | Path, draft_for: int | None = None) -> Image.Image:
     from at least as many pixels as it keeps. Without it, a JPEG decodes at full size unless
     that is over `MAX_PIXELS`, then at the largest of those scales under it.
     """
+    _ignore_pillow_warnings()
     with open_regular(path) as file:
         return _decode(file, path, draft_for)
+
+
+def _ignore_pillow_warnings() -> None:
+    """Keep Pillow's warnings about a file (corrupt EXIF, odd chunks) off the user's terminal.
+
+    What matters is said by our own error line, or not at all: a file that decodes is
+    classified. The filter is process-wide, as warning filters are (a `catch_warnings` per
+    decode would race between the decoding threads, since it swaps the process-wide list), and
+    set again on each call (a microsecond), in case a host such as a test runner reset them."""
+    warnings.filterwarnings("ignore", module=r"PIL\.")
 
 
 def open_regular(path: str | Path) -> BinaryIO:
@@ -144,8 +167,7 @@ def _decode(file: BinaryIO, path: str | Path, draft_for: int | None) -> Image.Im
             _draft(img, draft_for)
             _refuse_bombs(img, path)
             img.load()
-            ImageOps.exif_transpose(img, in_place=True)
-            return to_rgb(img)
+            return to_rgb(_upright(img))
     except UnidentifiedImageError as exc:
         reason = (
             f"cannot identify image file: not a photo cnn reads ({', '.join(openable_formats())}"
@@ -155,6 +177,15 @@ def _decode(file: BinaryIO, path: str | Path, draft_for: int | None) -> Image.Im
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = f"cannot decode image ({exc}); the file may be truncated"
         raise InputError(str(path), reason) from exc
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """`img` turned as its EXIF orientation says; as stored when there is none it can read.
+
+    Not `ImageOps.exif_transpose`: that also rewrites the EXIF for the turned image, which is
+    wasted work here and raises on tags Pillow read but cannot write back."""
+    transpose = _UPRIGHT.get(img.getexif().get(ExifTags.Base.Orientation))
+    return img.transpose(transpose) if transpose is not None else img
 
 
 def _draft(img: Image.Image, draft_for: int | None) -> None:

@@ -98,6 +98,29 @@ def test_exif_orientation_is_applied(tmp_path):
     assert arr[:20].mean() > 200 and arr[20:].mean() < 50  # white now on top
 
 
+def exif(*entries: tuple[int, int, int, bytes]) -> bytes:
+    """An APP1 EXIF block holding one IFD of (tag, type, count, 4-byte value) entries."""
+    ifd = struct.pack(">H", len(entries)) + b"".join(
+        struct.pack(">HHI", tag, kind, count) + value for tag, kind, count, value in entries
+    )
+    return b"Exif\x00\x00MM\x00\x2a" + struct.pack(">I", 8) + ifd + bytes(4)
+
+
+ROTATED = (0x0112, 3, 1, struct.pack(">HH", 6, 0))  # Orientation: turn 90 degrees clockwise
+
+
+def test_exif_pillow_cannot_write_back_still_turns_the_photo(tmp_path):
+    """A tag of the wrong type (Predictor as text) made Pillow's exif_transpose raise."""
+    path = save(Image.new("RGB", (16, 8)), tmp_path / "odd.jpg", exif=exif(ROTATED,
+                (0x013D, 2, 4, b"abc\x00")))  # fmt: skip
+    assert load_rgb(path).size == (8, 16)
+
+
+def test_a_photo_with_unreadable_exif_is_read_as_stored(tmp_path):
+    path = save(Image.new("RGB", (16, 8)), tmp_path / "cut.jpg", exif=exif(ROTATED)[:18])
+    assert load_rgb(path).size == (16, 8)
+
+
 def test_shared_exif_dog_is_read_upright():
     path = PHOTOS / "dog_exif_orientation6.jpg"
     if not path.is_file():

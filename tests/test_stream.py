@@ -249,6 +249,17 @@ def test_pipes_sockets_and_devices_are_reported_never_opened(model, tmp_path):
     assert proc.returncode == 1 and "1 classified, 4 failed" in proc.stderr
 
 
+def test_no_warning_text_ever_reaches_the_terminal(model, tmp_path):
+    """Pillow's UserWarning about corrupt EXIF was printed; the photo is classified unrotated."""
+    path = tmp_path / "corrupt_exif.jpg"
+    cut = b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00\x12\x01"  # 5 tags promised, 2 bytes
+    Image.new("RGB", (160, 120), (200, 30, 30)).save(path, exif=cut)
+    proc = model.process(path, "-f", "jsonl")
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("1 classified, 0 failed"), proc.stderr
+    assert proc.returncode == 0
+
+
 def test_progress_on_a_terminal_shows_rate_and_total(model, photos):
     err = io.StringIO()
     env = Environment(stdout=io.StringIO(), stderr=err, stderr_isatty=True, colors=False,
