@@ -129,7 +129,7 @@ def _decode(entry: Entry, size: int, resize: Resize) -> np.ndarray | str:
     if entry.error is not None:
         return entry.error
     try:
-        return load_array(entry.image, size, resize)
+        return load_array(entry.path or entry.image, size, resize)
     except InputError as exc:
         return exc.reason
     except Exception as exc:

@@ -15,6 +15,7 @@ from itertools import chain
 from pathlib import Path
 from typing import TextIO
 
+from cnncli.errors import UsageError
 from cnncli.images import photo_extensions
 
 #: Told about each file or directory that discovery passes over, with the reason.
@@ -27,6 +28,21 @@ class Entry:
 
     image: str
     error: str | None = None
+    #: Where to open the image, when that is not `image`: Linux names are bytes, and one that
+    #: is not UTF-8 is shown with those bytes escaped (`caf\\xe9.jpg`) so every output prints it.
+    path: str | None = None
+
+    @classmethod
+    def named(cls, path: str, error: str | None = None) -> Entry:
+        """The entry of `path` as `os.fsdecode` spells it, shown in printable text."""
+        shown = printable(path)
+        return cls(shown, error, None if shown == path else path)
+
+
+def printable(path: str) -> str:
+    """`path` with the bytes that are not UTF-8 (which `os.fsdecode` keeps as lone surrogates)
+    written as `\\xNN`: text any output stream can encode."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def is_image_name(path: str | Path) -> bool:
@@ -59,25 +75,43 @@ class Inputs:
                 if entry.image not in exclude:
                     yield entry
 
+    def check(self) -> None:
+        """Refuse, before any model loads, a `--files-from` that cannot be a list of paths.
+        Anything readable is one: a file, a pipe, `<(ls)`, /dev/null (an empty list)."""
+        listing = self.files_from
+        if listing is None or listing == "-":
+            return
+        if os.path.isdir(listing):
+            raise UsageError(f"--files-from {listing}: is a directory; give a file of paths")
+        if not os.path.exists(listing):
+            raise UsageError(f"--files-from {listing}: no such file")
+        if not os.access(listing, os.R_OK):
+            raise UsageError(f"--files-from {listing}: permission denied (make it readable)")
+
     def count(self, exclude: frozenset[str] = frozenset()) -> int | None:
         """How many entries `entries` gives, by a second walk of the same inputs; None when
-        they come from stdin, which can be read only once."""
-        if self.files_from == "-":
+        they are listed by stdin or a pipe, which can be read only once."""
+        listing = self.files_from
+        if listing is not None and (listing == "-" or not os.path.isfile(listing)):
             return None
         return sum(1 for _ in self.entries(exclude=exclude))
 
     def _listed(self, stdin: TextIO | None) -> Iterator[str]:
         if self.files_from == "-":
-            yield from _lines(stdin or ())
+            yield from _lines(getattr(stdin, "buffer", stdin) or ())
         elif self.files_from is not None:
-            with open(self.files_from, encoding="utf-8") as listing:
+            with open(self.files_from, "rb") as listing:
                 yield from _lines(listing)
 
 
-def _lines(listing: Iterable[str]) -> Iterator[str]:
-    """The paths of a listing: one per line, line endings removed, blank lines ignored."""
-    for line in listing:
-        path = line.rstrip("\r\n")
+def _lines(listing: Iterable[bytes | str]) -> Iterator[str]:
+    """The paths of a listing: one per line, line endings and a leading byte-order mark
+    removed, blank lines ignored. Bytes are decoded as the file system decodes names
+    (`os.fsdecode`), so a line that is not UTF-8 still opens the file it names."""
+    for number, line in enumerate(listing):
+        path = (os.fsdecode(line) if isinstance(line, bytes) else line).rstrip("\r\n")
+        if number == 0:
+            path = path.removeprefix("\ufeff")
         if path:
             yield path
 
@@ -89,13 +123,20 @@ def _argument(argument: str, recursive: bool, skipped: Skipped) -> Iterator[Entr
         if not found:
             yield Entry(argument, "directory holds no image files")
     elif os.path.exists(argument) or os.path.islink(argument):
-        yield Entry(argument)
+        yield Entry.named(argument)
     elif glob.has_magic(argument):
         matches = sorted(glob.glob(argument, recursive=recursive))
-        files = [Entry(m) for m in matches if not os.path.isdir(m)]
-        yield from files or [Entry(argument, "no file matches")]
+        files = [Entry.named(m) for m in matches if not os.path.isdir(m)]
+        yield from files or [Entry.named(argument, "no file matches")]
     else:
-        yield Entry(argument, "no such file (check the path)")
+        yield Entry.named(argument, _missing(argument))
+
+
+def _missing(path: str) -> str:
+    """Why a path names nothing; a name that is not UTF-8 hints at the listing's encoding."""
+    if printable(path) != path:
+        return "no such file (and the name is not UTF-8: check the list's encoding)"
+    return "no such file (check the path)"
 
 
 def _directory(
@@ -126,7 +167,7 @@ def _directory(
             skipped(child.path, "not an image file, by its extension")
         else:
             found += 1
-            yield Entry(child.path)
+            yield Entry.named(child.path)
     return found
 
 

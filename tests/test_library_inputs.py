@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import pytest
 
-from cnncli.inputs import Inputs
+from cnncli.inputs import Entry, Inputs
 
 
 @pytest.fixture
@@ -73,6 +74,44 @@ def test_listing_from_a_file_and_from_stdin_mixes_with_arguments(library, tmp_pa
     listed = images(from_stdin, stdin=io.StringIO(listing.read_text()))
     assert listed == [e.image for e in entries[1:]]
     assert from_stdin.count() is None  # stdin can be read only once: no total in advance
+
+
+def test_a_listing_is_read_as_bytes_names_as_the_file_system_spells_them(library, tmp_path):
+    """A BOM made the first path "no such file"; a line that is not UTF-8 aborted the whole run.
+    Linux names are bytes: such a line may still name a real file, shown with its odd bytes
+    escaped so every output can print it."""
+    latin1 = os.fsencode(library) + b"/caf\xe9.jpg"
+    (library / os.fsdecode(b"caf\xe9.jpg")).write_bytes(b"x")
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"\xef\xbb\xbf" + os.fsencode(library / "b.jpg") + b"\n" + latin1 +
+                        b"\r\n" + os.fsencode(library) + b"/gone\xff.jpg\n" + b"\n")  # fmt: skip
+    entries = list(Inputs((), files_from=str(listing)).entries())
+    assert entries == [
+        Entry(str(library / "b.jpg")),
+        Entry(f"{library}/caf\\xe9.jpg", path=os.fsdecode(latin1)),
+        Entry(
+            f"{library}/gone\\xff.jpg",
+            "no such file (and the name is not UTF-8: check the list's encoding)",
+            os.fsdecode(os.fsencode(library) + b"/gone\xff.jpg"),
+        ),
+    ]
+    assert Path(entries[1].path).read_bytes() == b"x"
+
+
+def test_a_listing_may_be_any_readable_stream_read_once(library, tmp_path):
+    """A pipe (as `<(ls)` gives) is read once: no second pass to count it."""
+    read, write = os.pipe()
+    os.write(write, f"{library / 'a.png'}\n".encode())
+    os.close(write)
+    piped = Inputs((), files_from=f"/dev/fd/{read}")
+    try:
+        assert piped.count() is None
+        assert images(piped) == [str(library / "a.png")]
+    finally:
+        os.close(read)
+    assert images(Inputs((str(library / "b.jpg"),), files_from=os.devnull)) == [
+        str(library / "b.jpg")
+    ]
 
 
 def test_exclude_drops_images_from_entries_and_count(library):

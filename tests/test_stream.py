@@ -278,6 +278,41 @@ def test_files_from_stdin_in_a_real_process(model, photos):
     assert proc.stderr.startswith("5 classified, 0 failed")
 
 
+def test_files_from_a_pipe_dev_null_or_a_missing_file(model, photos, tmp_path):
+    """`--files-from <(ls)`, a FIFO and /dev/null were refused as "no such file"."""
+    read, write = os.pipe()
+    os.write(write, "".join(f"{p}\n" for p in photos[:2]).encode())
+    os.close(write)
+    command = [sys.executable, "-m", "cnncli", *map(str, model.args("--files-from",
+               f"/dev/fd/{read}", "-f", "jsonl"))]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, env=model.env(), cwd=ROOT,
+                          timeout=300, pass_fds=(read,))  # fmt: skip
+    os.close(read)
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line)["image"] for line in proc.stdout.splitlines()] == list(
+        map(str, photos[:2])
+    )
+    empty = model.run(photos[2], "--files-from", os.devnull, "-f", "jsonl")
+    assert empty.exit_code == 0 and len(empty.stdout.splitlines()) == 1
+    for listing, why in [(tmp_path / "none.txt", "no such file"), (tmp_path, "is a directory")]:
+        run = model.run("--files-from", listing)
+        assert run.exit_code == 2 and f"--files-from {listing}: {why}" in run.stderr
+
+
+def test_a_name_that_is_not_utf8_prints_in_every_format(model, tmp_path):
+    """Linux names are bytes; output streams are text, strict on a UTF-8 terminal."""
+    raw = os.fsencode(tmp_path) + b"/caf\xe9.jpg"
+    write_jpegs(tmp_path / "w", 1)[0].rename(os.fsdecode(raw))
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(raw + b"\n")
+    env = {**model.env(), "PYTHONIOENCODING": "utf-8:strict"}
+    command = [sys.executable, "-m", "cnncli", *map(str, model.args("--files-from", listing,
+               "-f", "csv"))]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1].startswith(f"{tmp_path}/caf\\xe9.jpg,1,")
+
+
 @pytest.fixture(scope="module")
 def library(tmp_path_factory) -> list[Path]:
     """320 larger JPEGs in two folders: a run long enough to interrupt on purpose."""
