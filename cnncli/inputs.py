@@ -119,9 +119,12 @@ def _lines(listing: Iterable[bytes | str]) -> Iterator[str]:
 def _argument(argument: str, recursive: bool, skipped: Skipped) -> Iterator[Entry]:
     """A file as given, a directory as its image files, a glob as its matching files."""
     if os.path.isdir(argument):
-        found = yield from _directory(argument, recursive, set(), skipped)
+        found = False
+        for entry in _directory(argument, recursive, skipped):
+            found = True
+            yield entry
         if not found:
-            yield Entry(argument, "directory holds no image files")
+            yield Entry.named(argument, "directory holds no image files")
     elif os.path.exists(argument) or os.path.islink(argument):
         yield Entry.named(argument)
     elif glob.has_magic(argument):
@@ -139,36 +142,44 @@ def _missing(path: str) -> str:
     return "no such file (check the path)"
 
 
-def _directory(
-    path: str, recursive: bool, visited: set[tuple[int, int]], skipped: Skipped
-) -> Iterator[Entry]:
-    """The images of a directory in name order, descending into subdirectories when
-    `recursive`; returns how many it yielded. A directory is entered once, by its device and
-    inode, so a symlink loop ends instead of recursing forever."""
+def _directory(top: str, recursive: bool, skipped: Skipped) -> Iterator[Entry]:
+    """The images of a directory in name order, descending into subdirectories (where their
+    names sort) when `recursive`. The walk keeps a stack of listings rather than recursing, so
+    a tree thousands of levels deep needs no Python recursion."""
+    visited: set[tuple[int, int]] = set()
+    stack = [_listing(top, visited, skipped)]
+    while stack:
+        child = next(stack[-1], None)
+        if child is None:
+            stack.pop()
+        elif isinstance(child, Entry):  # a directory that cannot be listed
+            yield child
+        elif not _is_dir(child):
+            if is_image_name(child.name):
+                yield Entry.named(child.path)
+            else:
+                skipped(child.path, "not an image file, by its extension")
+        elif recursive:
+            stack.append(_listing(child.path, visited, skipped))
+        else:
+            skipped(child.path, "a directory (--recursive descends into it)")
+
+
+def _listing(
+    path: str, visited: set[tuple[int, int]], skipped: Skipped
+) -> Iterator[os.DirEntry[str] | Entry]:
+    """A directory's children in name order, or the one error entry saying why it cannot be
+    listed. A directory is entered once, by its device and inode, so a symlink loop ends."""
     try:
         identity = os.stat(path)
         if (identity.st_dev, identity.st_ino) in visited:
             skipped(path, "already visited (a symlink loop or a second link to it)")
-            return 0
+            return iter(())
         visited.add((identity.st_dev, identity.st_ino))
         with os.scandir(path) as listing:
-            children = sorted(listing, key=lambda child: child.name)
+            return iter(sorted(listing, key=lambda child: child.name))
     except OSError as exc:
-        yield Entry(path, f"cannot list the directory ({exc.strerror or exc})")
-        return 1
-    found = 0
-    for child in children:
-        if _is_dir(child):
-            if recursive:
-                found += yield from _directory(child.path, recursive, visited, skipped)
-            else:
-                skipped(child.path, "a directory (--recursive descends into it)")
-        elif not is_image_name(child.name):
-            skipped(child.path, "not an image file, by its extension")
-        else:
-            found += 1
-            yield Entry.named(child.path)
-    return found
+        return iter([Entry.named(path, f"cannot list the directory ({exc.strerror or exc})")])
 
 
 def _is_dir(child: os.DirEntry[str]) -> bool:

@@ -48,6 +48,30 @@ def test_recursive_descends_once_through_a_symlink_loop(library):
     assert loop == ["already visited (a symlink loop or a second link to it)"]
 
 
+@pytest.fixture
+def deep(tmp_path):
+    """A photo 1,100 folders down (past Python's recursion limit), removed level by level after
+    the test: pytest's own clean-up recurses and would fail on it."""
+    folders = [tmp_path / "deep"]
+    for _ in range(1_100):
+        folders.append(folders[-1] / "d")
+    for folder in folders:  # one by one: mkdir(parents=True) recurses too
+        folder.mkdir()
+    (folders[-1] / "bottom.jpg").write_bytes(b"x")
+    (folders[0] / "top.jpg").write_bytes(b"x")
+    yield folders
+    (folders[-1] / "bottom.jpg").unlink()
+    (folders[0] / "top.jpg").unlink()
+    for folder in reversed(folders):
+        folder.rmdir()
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_walked(deep):
+    inputs = Inputs((str(deep[0]),), recursive=True)
+    assert images(inputs) == [str(deep[-1] / "bottom.jpg"), str(deep[0] / "top.jpg")]
+    assert inputs.count() == 2
+
+
 def test_the_same_directory_twice_is_listed_twice(library):
     trip = str(library / "2020" / "trip")
     assert images(Inputs((trip, trip), recursive=True)) == [f"{trip}/y.JPG"] * 2
