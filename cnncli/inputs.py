@@ -11,7 +11,7 @@ import glob
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, takewhile
 from pathlib import Path
 from typing import TextIO
 
@@ -130,16 +130,34 @@ def _argument(argument: str, recursive: bool, skipped: Skipped) -> Iterator[Entr
     elif glob.has_magic(argument):
         matches = sorted(glob.glob(argument, recursive=recursive))
         files = [Entry.named(m) for m in matches if not os.path.isdir(m)]
-        yield from files or [Entry.named(argument, "no file matches")]
+        yield from files or [Entry.named(argument, _missing(argument, "no file matches"))]
     else:
-        yield Entry.named(argument, _missing(argument))
+        yield Entry.named(argument, _missing(argument, "no such file (check the path)"))
 
 
-def _missing(path: str) -> str:
-    """Why a path names nothing; a name that is not UTF-8 hints at the listing's encoding."""
+def _missing(path: str, reason: str) -> str:
+    """Why a path or glob names nothing: a folder on its way the user may not read, a name that
+    is not UTF-8 (a listing in another encoding), else `reason`."""
+    denied = _denied_folder(path)
+    if denied is not None:
+        return f"permission denied: cannot read the folder {printable(denied)} (make it readable)"
     if printable(path) != path:
         return "no such file (and the name is not UTF-8: check the list's encoding)"
-    return "no such file (check the path)"
+    return reason
+
+
+def _denied_folder(path: str) -> str | None:
+    """The outermost folder of `path`'s fixed head (its folders before any wildcard) that the
+    user may not enter, or, for the last of a glob's, may not list."""
+    parts = path.split(os.sep)[:-1]
+    head = list(takewhile(lambda part: not glob.has_magic(part), parts))
+    folders = [os.sep.join(head[: n + 1]) or os.sep for n in range(len(head))]
+    for folder in folders:
+        listed = glob.has_magic(path) and folder == folders[-1]
+        needed = os.X_OK | (os.R_OK if listed else 0)
+        if os.path.isdir(folder) and not os.access(folder, needed):
+            return folder
+    return None
 
 
 def _directory(top: str, recursive: bool, skipped: Skipped) -> Iterator[Entry]:

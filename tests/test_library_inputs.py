@@ -170,3 +170,32 @@ def test_an_unreadable_directory_is_an_error_entry(library):
     assert (str(locked), "cannot list the directory (Permission denied)") in [
         (e.image, e.error) for e in entries
     ]
+
+
+def permissions_apply(tmp_path) -> bool:
+    """Whether this process is refused an unreadable folder (root is not, unless it dropped
+    CAP_DAC_OVERRIDE)."""
+    probe = tmp_path / "probe"
+    probe.mkdir(mode=0)
+    try:
+        os.listdir(probe)
+    except PermissionError:
+        return True
+    finally:
+        probe.rmdir()
+    return False
+
+
+def test_a_path_through_an_unreadable_folder_says_permission_denied(library, tmp_path):
+    """A glob into an unreadable folder said "no file matches", a file in it "no such file"."""
+    if not permissions_apply(tmp_path):
+        pytest.skip("this process reads every folder (root)")
+    locked = library / "2020"
+    named = [str(locked / "*.jpg"), str(locked / "trip" / "*.JPG"), str(locked / "x.jpg")]
+    locked.chmod(0)
+    try:
+        entries = list(Inputs(tuple(named)).entries())
+    finally:
+        locked.chmod(0o755)
+    reason = f"permission denied: cannot read the folder {locked} (make it readable)"
+    assert [(e.image, e.error) for e in entries] == [(name, reason) for name in named]
