@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, takewhile
@@ -20,6 +21,9 @@ from cnncli.images import photo_extensions
 
 #: Told about each file or directory that discovery passes over, with the reason.
 Skipped = Callable[[str, str], None]
+
+#: Why discovery passes over a subdirectory without --recursive.
+SUBFOLDER = "a directory (--recursive descends into it)"
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,30 @@ class Inputs:
                 yield from _lines(listing)
 
 
+class SkippedFolders:
+    """The subfolders a walk without --recursive passed over, counted by the folder they are in,
+    for one closing note rather than a line per folder."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def count(self, path: str, reason: str) -> None:
+        """A `Skipped` callback: counts skipped subfolders, ignores everything else."""
+        if reason == SUBFOLDER:
+            self.counts[printable(os.path.dirname(path))] += 1
+
+    def note(self) -> str | None:
+        """`cnn: note: 3 subfolders of photos skipped; add --recursive ...`, or None."""
+        total = sum(self.counts.values())
+        if not total:
+            return None
+        where = next(iter(self.counts)) if len(self.counts) == 1 else f"{len(self.counts)} folders"
+        subfolders = "subfolder" if total == 1 else "subfolders"
+        return (
+            f"cnn: note: {total:,} {subfolders} of {where} skipped; add --recursive to include them"
+        )
+
+
 def _lines(listing: Iterable[bytes | str]) -> Iterator[str]:
     """The paths of a listing: one per line, line endings and a leading byte-order mark
     removed, blank lines ignored. Bytes are decoded as the file system decodes names
@@ -180,7 +208,7 @@ def _directory(top: str, recursive: bool, skipped: Skipped) -> Iterator[Entry]:
         elif recursive:
             stack.append(_listing(child.path, visited, skipped))
         else:
-            skipped(child.path, "a directory (--recursive descends into it)")
+            skipped(child.path, SUBFOLDER)
 
 
 def _listing(

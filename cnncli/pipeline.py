@@ -21,7 +21,7 @@ from cnncli import classify, results_file
 from cnncli.classify import Classifier, ImageResult
 from cnncli.env import Environment
 from cnncli.images import Resize
-from cnncli.inputs import Inputs
+from cnncli.inputs import Inputs, SkippedFolders
 from cnncli.loader import Weights
 from cnncli.output import Format, emit
 from cnncli.progress import Meter, progress
@@ -73,17 +73,20 @@ def classify_all(env: Environment, job: Job, open_classifier: Callable[[], Class
     """Every image of `job` through the classifier `open_classifier` makes (called after the
     output file is read for `--resume`, so a file that is not a results file fails before any
     model loads). jsonl and csv are written a batch at a time, table and json as one document at
-    the end; the closing summary goes to stderr."""
+    the end; a note of the subfolders left out (without --recursive) and the closing summary
+    go to stderr."""
     done = results_file.resume(job.output, job.fmt) if job.output and job.resume else frozenset()
     classifier = open_classifier()
     streamed = job.fmt in results_file.STREAMED
     results: list[ImageResult] = []
+    folders = SkippedFolders()
     with (
         results_file.redirected(env, job.output, append=job.resume) as out,
         progress(env, f"classifying with {classifier.arch.name}") as meter,
     ):
 
         def skipped(path: str, why: str) -> None:
+            folders.count(path, why)
             if job.verbose:
                 meter.print(f"cnn: skipped {path}: {why}")
 
@@ -96,6 +99,8 @@ def classify_all(env: Environment, job: Job, open_classifier: Callable[[], Class
             document = classify.document(classifier, job.weights, results)
             emit(out, job.fmt, document, lambda: classify.render(results),
                  lambda: classify.rows(results))  # fmt: skip
+    if note := folders.note():
+        env.say(note)
     if env.stderr_isatty or streamed or job.output is not None:
         held = f"; {len(done):,} already in {job.output}" if done else ""
         env.say(tally.line() + held)

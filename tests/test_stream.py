@@ -260,6 +260,25 @@ def test_no_warning_text_ever_reaches_the_terminal(model, tmp_path):
     assert proc.returncode == 0
 
 
+def test_subfolders_left_out_without_recursive_are_one_note(model, tmp_path):
+    """Without --recursive, subfolders were skipped silently (and listed one by one with -v)."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    write_jpegs(first, 1)
+    write_jpegs(second, 1)
+    for sub in (first / "2019", first / "2020", first / "2021", second / "raw"):
+        write_jpegs(sub, 1)
+    one = model.run(first, "-f", "jsonl")
+    assert one.exit_code == 0 and len(one.stdout.splitlines()) == 1
+    assert one.stderr.splitlines()[:-1] == [
+        f"cnn: note: 3 subfolders of {first} skipped; add --recursive to include them"
+    ]
+    two = model.run(first, second, "-f", "jsonl")
+    assert two.stderr.splitlines()[:-1] == [
+        "cnn: note: 4 subfolders of 2 folders skipped; add --recursive to include them"
+    ]
+    assert "note" not in model.run(first, second, "-r", "-f", "jsonl").stderr
+
+
 def test_progress_on_a_terminal_shows_rate_and_total(model, photos):
     err = io.StringIO()
     env = Environment(stdout=io.StringIO(), stderr=err, stderr_isatty=True, colors=False,
