@@ -202,7 +202,7 @@ def compare(
         return lambda: open_classifier(record, source, engine, env)
 
     pairs = list(zip(records, sources, strict=True))
-    result = lib.compare(image, [loader(r, s) for r, s in pairs], top, resize)
+    result = lib.compare(image, [(r, loader(r, s)) for r, s in pairs], top, resize)
     if explain_to is not None:
         from cnncli import gradcam
         from cnncli.engines import keras_model

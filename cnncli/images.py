@@ -270,7 +270,8 @@ def crop_box(original: tuple[int, int], size: int) -> tuple[int, int, int, int]:
 
 
 def load_array(path: str | Path, size: int, resize: Resize) -> np.ndarray:
-    """The photo at `path` as a float32 (size, size, 3) RGB array in 0-255, ready to preprocess.
+    """The photo at `path` as a float32 (size, size, 3) RGB array in 0-255, ready to preprocess:
+    the one way every command turns a photo into a model's pixels, so it scores the same in each.
 
     Only the crop policy decodes JPEGs in draft mode: stretch stays the plain Keras pipeline (a
     full decode), except for a JPEG over `MAX_PIXELS`, which it decodes at the largest reduced
