@@ -141,8 +141,6 @@ def classify(
     ] = False,
 ) -> None:
     """Label photos with an ImageNet classifier; jsonl and csv stream as they go."""
-    import os
-
     from cnncli import pipeline, results_file
     from cnncli.engines import open_classifier
     from cnncli.inputs import Inputs
@@ -152,11 +150,10 @@ def classify(
     record, source = registry.get(arch), Weights.parse(weights)
     if not images and files_from is None:
         raise UsageError("name the images to classify (files, directories, globs, --files-from)")
-    if files_from not in (None, "-") and not os.path.isfile(files_from):
-        raise UsageError(f"--files-from {files_from}: no such file")
     if resume and (output is None or fmt not in results_file.STREAMED):
         raise UsageError("--resume needs --output FILE and --format jsonl or csv")
     inputs = Inputs(tuple(images or ()), recursive, files_from)
+    inputs.check()
     job = pipeline.Job(inputs, source, top, resize, batch_size, fmt, output, resume, verbose)
     tally = pipeline.classify_all(env, job, lambda: open_classifier(record, source, engine, env))
     if tally.interrupted:
@@ -205,7 +202,7 @@ def compare(
         return lambda: open_classifier(record, source, engine, env)
 
     pairs = list(zip(records, sources, strict=True))
-    result = lib.compare(image, [loader(r, s) for r, s in pairs], top, resize)
+    result = lib.compare(image, [(r, loader(r, s)) for r, s in pairs], top, resize)
     if explain_to is not None:
         from cnncli import gradcam
         from cnncli.engines import keras_model

@@ -1,7 +1,8 @@
 """Several architectures on one photo: each at its own input size and preprocessing.
 
-The photo is decoded once; every model gets its own view of it (its size, its mode), one
-warm-up pass, then timed passes. The majority top-1 shows where architectures agree.
+Every model gets the photo as `images.load_array` decodes it for its input size (the path every
+command shares, so a photo scores the same here as in `cnn classify`), one warm-up pass, then
+timed passes. The majority top-1 shows where architectures agree.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from rich.table import Table
 from rich.text import Text
 
 from cnncli.classify import Classifier
-from cnncli.images import Resize, fit, load_rgb
+from cnncli.images import Resize, load_array
 from cnncli.labels import Prediction, decode
 from cnncli.output import CsvRows, human
+from cnncli.registry import Arch
 
 DEFAULT_ARCHS = ("vgg16", "inception_v3", "resnet50", "densenet121")
 TIMED_RUNS = 3
@@ -82,18 +84,21 @@ def timed_forward(classifier: Classifier, pixels: np.ndarray) -> tuple[np.ndarra
 
 def compare(
     image: str,
-    classifiers: Sequence[Callable[[], Classifier]],
+    models: Sequence[tuple[Arch, Callable[[], Classifier]]],
     top: int,
     resize: Resize,
 ) -> Comparison:
-    """Run each classifier (built lazily, one at a time, to bound memory) on `image`."""
-    photo = load_rgb(image)
+    """Run each model's classifier (built lazily, one at a time, to bound memory) on `image`.
+
+    The photo is decoded for every input size before the first model is built, so a file that
+    cannot be read fails at once."""
+    pixels = {
+        arch.input_size: load_array(image, arch.input_size, resize)[None] for arch, _ in models
+    }
     runs = []
-    for make in classifiers:
+    for arch, make in models:
         classifier = make()
-        size = classifier.arch.input_size
-        pixels = np.asarray(fit(photo, size, resize), dtype=np.float32)[None]
-        scores, ms = timed_forward(classifier, pixels)
+        scores, ms = timed_forward(classifier, pixels[arch.input_size])
         runs.append(
             ModelRun(
                 classifier.arch.name,

@@ -33,7 +33,7 @@ from rich.text import Text
 
 from cnncli import labels
 from cnncli.errors import CnnError, UsageError
-from cnncli.images import Resize, crop_box, fit, load_rgb, scaled_size
+from cnncli.images import Resize, crop_box, load_array, load_rgb, scaled_size
 from cnncli.labels import ImageNetClass
 from cnncli.output import CsvRows
 from cnncli.preprocess import preprocess
@@ -312,10 +312,12 @@ def explain(
     top: int,
     resize: Resize,
 ) -> list[Explanation]:
-    """Grad-CAMs of `image`: for each of `classes`, else for the model's `top` best classes."""
+    """Grad-CAMs of `image`: for each of `classes`, else for the model's `top` best classes.
+
+    The model sees the photo as `images.load_array` decodes it, like in every other command;
+    the full photo is decoded apart, only to draw the overlay on."""
+    cam = GradCam(model, arch, load_array(image, arch.input_size, resize)[None])
     photo = load_rgb(image)
-    pixels = np.asarray(fit(photo, arch.input_size, resize), dtype=np.float32)[None]
-    cam = GradCam(model, arch, pixels)
     indices = list(classes) if classes else [p.index for p in labels.decode(cam.scores, top)]
     table = labels.classes()
     return [

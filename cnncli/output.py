@@ -7,11 +7,12 @@ no progress, nothing else on stdout.
 Whatever a result holds, writing it never fails: JSON is strict (`allow_nan=False`; names that are
 not valid Unicode, such as a file name with byte 0xff, become JSON's own `\\u` escapes), and text a
 stream cannot encode (`café` on an ASCII stdout, that byte on any stdout) is written as Python's
-backslash escapes (`caf\\xe9`, `\\udcff`) by `Escaped`.
+backslash escapes (`caf\\xe9`; a name's byte that is not UTF-8 as `\\xff`) by `Escaped`.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -114,8 +115,24 @@ def escaped(text: str, stream: TextIO) -> str:
     try:
         text.encode(encoding, getattr(stream, "errors", None) or "strict")
     except UnicodeEncodeError:
-        return text.encode(encoding, "backslashreplace").decode(encoding)
+        return text.encode(encoding, ESCAPE).decode(encoding)
     return text
+
+
+def _escape(error: UnicodeError) -> tuple[str, int]:
+    """Python's backslash escapes, except that a lone surrogate U+DC80-U+DCFF (a byte of a file
+    name that was not UTF-8, as `os.fsdecode` keeps it) is written as that byte, `\\xNN`."""
+    assert isinstance(error, UnicodeEncodeError)
+    text = error.object[error.start : error.end]
+    escapes = (
+        f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else ascii(c)[1:-1] for c in text
+    )
+    return "".join(escapes), error.end
+
+
+#: The codec error handler of `escaped`.
+ESCAPE = "cnncli.escape"
+codecs.register_error(ESCAPE, _escape)
 
 
 def bar(fraction: float, width: int = 20) -> str:

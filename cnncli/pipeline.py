@@ -21,7 +21,7 @@ from cnncli import classify, results_file
 from cnncli.classify import Classifier, ImageResult
 from cnncli.env import Environment
 from cnncli.images import Resize
-from cnncli.inputs import Inputs
+from cnncli.inputs import Inputs, SkippedFolders
 from cnncli.loader import Weights
 from cnncli.output import Format, emit
 from cnncli.progress import Meter, progress
@@ -73,16 +73,19 @@ def classify_all(env: Environment, job: Job, open_classifier: Callable[[], Class
     """Every image of `job` through the classifier `open_classifier` makes (called once the
     output file is checked, locked and read for `--resume`, so a file that must not be written
     fails before any model loads). jsonl and csv are written a batch at a time, table and json
-    as one document at the end, once the progress display is gone; the closing summary goes to
-    stderr."""
+    as one document at the end, once the progress display is gone; a note of the subfolders left
+    out (without --recursive) and the closing summary go to stderr."""
+    folders = SkippedFolders()
     with results_file.opened(job.output, job.fmt, job.resume, job.inputs.arguments) as output:
         classifier = open_classifier()
         with output.writing(env, job.fmt, job.resume) as out:
-            tally, results = _classify(out, job, classifier, output)
+            tally, results = _classify(out, job, classifier, output, folders)
             if job.fmt not in results_file.STREAMED and not tally.interrupted:
                 document = classify.document(classifier, job.weights, results)
                 emit(out, job.fmt, document, lambda: classify.render(results),
                      lambda: classify.rows(results))  # fmt: skip
+    if note := folders.note():
+        env.say(note)
     if env.stderr_isatty or job.fmt in results_file.STREAMED or job.output is not None:
         held = f"; {len(output.already):,} already in {job.output}" if output.already else ""
         env.say(tally.line() + held)
@@ -90,14 +93,20 @@ def classify_all(env: Environment, job: Job, open_classifier: Callable[[], Class
 
 
 def _classify(
-    env: Environment, job: Job, classifier: Classifier, output: results_file.Output
+    env: Environment,
+    job: Job,
+    classifier: Classifier,
+    output: results_file.Output,
+    folders: SkippedFolders,
 ) -> tuple[Tally, list[ImageResult]]:
     """The run behind a progress display: streamed formats written as batches come, the
-    results of the others returned to be printed after the display has gone."""
+    results of the others returned to be printed after the display has gone; the subfolders
+    discovery leaves out are counted in `folders`."""
     results: list[ImageResult] = []
     with progress(env, f"classifying with {classifier.arch.name}") as meter:
 
         def skipped(path: str, why: str) -> None:
+            folders.count(path, why)
             if job.verbose:
                 meter.print(f"cnn: skipped {path}: {why}")
 

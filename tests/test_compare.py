@@ -80,3 +80,22 @@ def test_unreadable_photo_is_one_line(cli, tmp_path):
     run = cli("compare", bad, "-a", "mobilenet_0.25", "-w", "none")
     assert run.exit_code == 1
     assert str(bad) in run.stderr and "Traceback" not in run.stderr
+
+
+@needs_shared
+def test_one_photo_has_one_score_in_classify_compare_and_explain(cli, tmp_path):
+    """Classify decoded large JPEGs at reduced scale, compare and explain at full size, so the
+    same photo and weights scored differently. Every command now decodes through one path."""
+    from PIL import Image
+
+    photo = tmp_path / "large_cat.jpg"
+    with Image.open(CAT) as cat:
+        cat.convert("RGB").resize((2400, 1800), Image.BICUBIC).save(photo, quality=92)
+    model = ("-a", "mobilenet_0.25", "-w", MOBILENET_WEIGHTS, "-k", "1", "-f", "json")
+    classified = cli("classify", photo, *model, "-e", "keras").json()["results"][0]
+    compared = cli("compare", photo, *model, "-e", "keras").json()["models"][0]
+    explained = cli("explain", photo, *model).json()["class"]
+    [top1] = classified["predictions"]
+    assert compared["predictions"][0]["index"] == explained["index"] == top1["index"]
+    assert compared["predictions"][0]["score"] == pytest.approx(top1["score"], rel=1e-6)
+    assert explained["score"] == pytest.approx(top1["score"], rel=1e-5)

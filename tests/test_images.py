@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import os
+import struct
+import zlib
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -56,6 +61,23 @@ def test_sixteen_bit_grayscale_is_scaled_not_clipped(tmp_path):
     assert np.all(np.abs(arr.astype(int) - 127) <= 1)
 
 
+@pytest.mark.parametrize(
+    "name, values, expected",
+    [
+        ("float 0-1", np.array([[0.0, 0.25, 0.5, 1.0]], np.float32), [0, 64, 128, 255]),
+        ("float 0-255", np.array([[0.0, 64.0, 128.0, 255.0]], np.float32), [0, 64, 128, 255]),
+        ("16-bit", np.array([[0, 16448, 32896, 65535]], np.uint16), [0, 64, 128, 255]),
+        ("16-bit dark", np.array([[0, 100, 200, 255]], np.uint16), [0, 0, 1, 1]),
+        ("32-bit", np.array([[0, 16448, 32896, 65535]], np.int32), [0, 64, 128, 255]),
+    ],
+)
+def test_deep_greyscale_tiffs_are_scaled_by_their_range(tmp_path, name, values, expected):
+    """A float TIFF in 0..1 was once classified as a black image."""
+    path = save(Image.fromarray(values), tmp_path / "deep.tif")
+    arr = np.asarray(load_rgb(path))
+    assert arr[0, :, 0].tolist() == expected and (arr == arr[..., :1]).all()
+
+
 def test_animated_gif_uses_first_frame(tmp_path):
     frames = [Image.new("RGB", (6, 6), c) for c in ((255, 0, 0), (0, 0, 255))]
     path = tmp_path / "anim.gif"
@@ -74,6 +96,29 @@ def test_exif_orientation_is_applied(tmp_path):
     assert upright.size == (20, 40)
     arr = np.asarray(upright).mean(axis=(1, 2))
     assert arr[:20].mean() > 200 and arr[20:].mean() < 50  # white now on top
+
+
+def exif(*entries: tuple[int, int, int, bytes]) -> bytes:
+    """An APP1 EXIF block holding one IFD of (tag, type, count, 4-byte value) entries."""
+    ifd = struct.pack(">H", len(entries)) + b"".join(
+        struct.pack(">HHI", tag, kind, count) + value for tag, kind, count, value in entries
+    )
+    return b"Exif\x00\x00MM\x00\x2a" + struct.pack(">I", 8) + ifd + bytes(4)
+
+
+ROTATED = (0x0112, 3, 1, struct.pack(">HH", 6, 0))  # Orientation: turn 90 degrees clockwise
+
+
+def test_exif_pillow_cannot_write_back_still_turns_the_photo(tmp_path):
+    """A tag of the wrong type (Predictor as text) made Pillow's exif_transpose raise."""
+    path = save(Image.new("RGB", (16, 8)), tmp_path / "odd.jpg", exif=exif(ROTATED,
+                (0x013D, 2, 4, b"abc\x00")))  # fmt: skip
+    assert load_rgb(path).size == (8, 16)
+
+
+def test_a_photo_with_unreadable_exif_is_read_as_stored(tmp_path):
+    path = save(Image.new("RGB", (16, 8)), tmp_path / "cut.jpg", exif=exif(ROTATED)[:18])
+    assert load_rgb(path).size == (16, 8)
 
 
 def test_shared_exif_dog_is_read_upright():
@@ -126,7 +171,110 @@ def test_truncated_jpeg_is_refused(tmp_path):
 
 def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     path = save(Image.new("1", (10_000, 9_000)), tmp_path / "bomb.png")
-    with pytest.raises(InputError, match="decompression bomb"):
+    with pytest.raises(InputError, match="decompression bomb") as info:
+        load_rgb(path)
+    assert info.value.reason == (
+        "10000x9000 pixels to decode exceeds the 89,478,485-pixel limit "
+        "(a possible decompression bomb); downscale the image first"
+    )
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares its size and holds no pixels: all a decompression bomb needs."""
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk + b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def test_a_bomb_over_twice_pillows_limit_gets_our_one_line_too(tmp_path):
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_header(20_000, 20_000))  # Pillow itself raises at open above 2x
+    with pytest.raises(InputError) as info:
+        load_rgb(path)
+    assert info.value.reason.startswith("20000x20000 pixels to decode exceeds the 89,478,485")
+
+
+def flat_jpeg(width: int, height: int) -> bytes:
+    """A grey baseline JPEG of any size in little memory: the headers of a Pillow JPEG with the
+    size patched, and a scan of identical blocks (each a zero DC difference, "00", and an
+    end-of-block, "1010", in the standard Huffman tables), so no pixel array is ever built."""
+    small = io.BytesIO()
+    Image.new("L", (8, 8), 128).save(small, "JPEG")
+    data = small.getvalue()
+    sof = data.index(b"\xff\xc0")
+    data = data[: sof + 5] + struct.pack(">HH", height, width) + data[sof + 9 :]
+    sos = data.index(b"\xff\xda")
+    headers = data[: sos + 2 + struct.unpack(">H", data[sos + 2 : sos + 4])[0]]
+    bits = "001010" * (-(-width // 8) * -(-height // 8))
+    bits += "1" * (-len(bits) % 8)  # pad the last byte with ones, as JPEG requires
+    return headers + int(bits, 2).to_bytes(len(bits) // 8, "big") + b"\xff\xd9"
+
+
+@pytest.mark.parametrize("width, height", [(11_700, 8_750), (16_000, 12_000)])
+def test_a_huge_camera_jpeg_is_judged_by_the_pixels_it_decodes(tmp_path, width, height):
+    """102 and 192 megapixels (over Pillow's limit, and over twice it) decode at 1/8 scale."""
+    path = tmp_path / "camera.jpg"
+    path.write_bytes(flat_jpeg(width, height))
+    assert load_rgb(path, draft_for=224).size == (-(-width // 8), -(-height // 8))
+    pixels = load_array(path, 224, Resize.crop)
+    assert pixels.shape == (224, 224, 3) and np.all(pixels == 128)
+
+
+def test_stretch_decodes_a_huge_jpeg_at_the_largest_scale_under_the_limit(tmp_path):
+    path = tmp_path / "camera.jpg"
+    path.write_bytes(flat_jpeg(10_000, 9_000))  # 90 MP: 1/2 scale is the largest under 89.5
+    assert load_rgb(path).size == (5_000, 4_500)  # smaller photos stay full size, as below
+    assert np.all(load_array(path, 224, Resize.stretch) == 128)
+
+
+def test_only_regular_files_are_opened_as_images(tmp_path):
+    os.mkfifo(tmp_path / "pipe.jpg")  # a plain open would wait for a writer forever
+    with pytest.raises(InputError, match=r"pipe.jpg: is a named pipe \(FIFO\), not a regular"):
+        load_rgb(tmp_path / "pipe.jpg")
+    with pytest.raises(InputError, match="is a character device, not a regular file"):
+        load_rgb("/dev/zero")
+    with pytest.raises(InputError, match="is a directory, not an image"):
+        load_rgb(tmp_path)
+
+
+def test_a_symlink_loop_is_named_as_one(tmp_path):
+    (tmp_path / "loop.jpg").symlink_to("loop.jpg")
+    [entry] = Inputs((str(tmp_path),)).entries()
+    with pytest.raises(InputError, match=r"loop\.jpg: a symlink loop: the link leads back"):
+        load_rgb(entry.image)
+
+
+#: Files with extensions Pillow registers that are no photos: documents, video, data, drawings.
+NOT_PHOTOS = {
+    "doc.pdf": b"%PDF-1.4\n%%EOF\n",
+    "figure.eps": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n",
+    "page.ps": b"%!PS-Adobe-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n",
+    "clip.mpg": b"\x00\x00\x01\xb3\x01\x40\xf0\x13" + bytes(64),
+    "weights.h5": b"\x89HDF\r\n\x1a\n" + bytes(64),
+    "sky.fits": b"SIMPLE  =                    T" + b" " * 50,
+    "data.grib": b"GRIB" + bytes(64),
+    "drawing.wmf": b"\xd7\xcd\xc6\x9a" + bytes(64),
+}
+
+
+def test_files_pillow_registers_but_that_are_no_photos_are_skipped(tmp_path):
+    for name, content in NOT_PHOTOS.items():
+        (tmp_path / name).write_bytes(content)
+    save(Image.new("RGB", (8, 8)), tmp_path / "photo.jpg")
+    skipped: list[tuple[str, str]] = []
+    entries = list(Inputs((str(tmp_path),)).entries(skipped=lambda *s: skipped.append(s)))
+    assert [e.image for e in entries] == [str(tmp_path / "photo.jpg")]
+    assert sorted(skipped) == [
+        (str(tmp_path / name), "not an image file, by its extension") for name in sorted(NOT_PHOTOS)
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(NOT_PHOTOS))
+def test_a_non_photo_named_explicitly_is_one_clear_error(tmp_path, name):
+    """Only photo formats are opened: EPS never reaches Ghostscript, HDF5 never divides by 0."""
+    path = tmp_path / name
+    path.write_bytes(NOT_PHOTOS[name])
+    with pytest.raises(InputError, match="cannot identify image file: not a photo cnn reads"):
         load_rgb(path)
 
 

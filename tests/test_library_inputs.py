@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import pytest
 
-from cnncli.inputs import Inputs
+from cnncli.inputs import Entry, Inputs
 
 
 @pytest.fixture
@@ -47,6 +48,30 @@ def test_recursive_descends_once_through_a_symlink_loop(library):
     assert loop == ["already visited (a symlink loop or a second link to it)"]
 
 
+@pytest.fixture
+def deep(tmp_path):
+    """A photo 1,100 folders down (past Python's recursion limit), removed level by level after
+    the test: pytest's own clean-up recurses and would fail on it."""
+    folders = [tmp_path / "deep"]
+    for _ in range(1_100):
+        folders.append(folders[-1] / "d")
+    for folder in folders:  # one by one: mkdir(parents=True) recurses too
+        folder.mkdir()
+    (folders[-1] / "bottom.jpg").write_bytes(b"x")
+    (folders[0] / "top.jpg").write_bytes(b"x")
+    yield folders
+    (folders[-1] / "bottom.jpg").unlink()
+    (folders[0] / "top.jpg").unlink()
+    for folder in reversed(folders):
+        folder.rmdir()
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_walked(deep):
+    inputs = Inputs((str(deep[0]),), recursive=True)
+    assert images(inputs) == [str(deep[-1] / "bottom.jpg"), str(deep[0] / "top.jpg")]
+    assert inputs.count() == 2
+
+
 def test_the_same_directory_twice_is_listed_twice(library):
     trip = str(library / "2020" / "trip")
     assert images(Inputs((trip, trip), recursive=True)) == [f"{trip}/y.JPG"] * 2
@@ -73,6 +98,42 @@ def test_listing_from_a_file_and_from_stdin_mixes_with_arguments(library, tmp_pa
     listed = images(from_stdin, stdin=io.StringIO(listing.read_text()))
     assert listed == [e.image for e in entries[1:]]
     assert from_stdin.count() is None  # stdin can be read only once: no total in advance
+
+
+def test_a_listing_is_read_as_bytes_names_as_the_file_system_spells_them(library, tmp_path):
+    """A BOM made the first path "no such file"; a line that is not UTF-8 aborted the whole run.
+    Linux names are bytes: such a line may still name a real file, which it opens."""
+    latin1 = os.fsencode(library) + b"/caf\xe9.jpg"
+    (library / os.fsdecode(b"caf\xe9.jpg")).write_bytes(b"x")
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"\xef\xbb\xbf" + os.fsencode(library / "b.jpg") + b"\n" + latin1 +
+                        b"\r\n" + os.fsencode(library) + b"/gone\xff.jpg\n" + b"\n")  # fmt: skip
+    entries = list(Inputs((), files_from=str(listing)).entries())
+    assert entries == [
+        Entry(str(library / "b.jpg")),
+        Entry(os.fsdecode(latin1)),
+        Entry(
+            os.fsdecode(os.fsencode(library) + b"/gone\xff.jpg"),
+            "no such file (and the name is not UTF-8: check the list's encoding)",
+        ),
+    ]
+    assert Path(entries[1].image).read_bytes() == b"x"
+
+
+def test_a_listing_may_be_any_readable_stream_read_once(library, tmp_path):
+    """A pipe (as `<(ls)` gives) is read once: no second pass to count it."""
+    read, write = os.pipe()
+    os.write(write, f"{library / 'a.png'}\n".encode())
+    os.close(write)
+    piped = Inputs((), files_from=f"/dev/fd/{read}")
+    try:
+        assert piped.count() is None
+        assert images(piped) == [str(library / "a.png")]
+    finally:
+        os.close(read)
+    assert images(Inputs((str(library / "b.jpg"),), files_from=os.devnull)) == [
+        str(library / "b.jpg")
+    ]
 
 
 def test_exclude_drops_images_from_entries_and_count(library):
@@ -107,3 +168,32 @@ def test_an_unreadable_directory_is_an_error_entry(library):
     assert (str(locked), "cannot list the directory (Permission denied)") in [
         (e.image, e.error) for e in entries
     ]
+
+
+def permissions_apply(tmp_path) -> bool:
+    """Whether this process is refused an unreadable folder (root is not, unless it dropped
+    CAP_DAC_OVERRIDE)."""
+    probe = tmp_path / "probe"
+    probe.mkdir(mode=0)
+    try:
+        os.listdir(probe)
+    except PermissionError:
+        return True
+    finally:
+        probe.rmdir()
+    return False
+
+
+def test_a_path_through_an_unreadable_folder_says_permission_denied(library, tmp_path):
+    """A glob into an unreadable folder said "no file matches", a file in it "no such file"."""
+    if not permissions_apply(tmp_path):
+        pytest.skip("this process reads every folder (root)")
+    locked = library / "2020"
+    named = [str(locked / "*.jpg"), str(locked / "trip" / "*.JPG"), str(locked / "x.jpg")]
+    locked.chmod(0)
+    try:
+        entries = list(Inputs(tuple(named)).entries())
+    finally:
+        locked.chmod(0o755)
+    reason = f"permission denied: cannot read the folder {locked} (make it readable)"
+    assert [(e.image, e.error) for e in entries] == [(name, reason) for name in named]

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -228,6 +229,57 @@ def test_an_unreadable_file_is_an_error_in_place(model, tmp_path):
     assert "permission denied" in json.loads(run.stdout.splitlines()[0])["error"]
 
 
+def test_pipes_sockets_and_devices_are_reported_never_opened(model, tmp_path):
+    """A named pipe called b.jpg once hung the run forever, waiting for a writer."""
+    folder = tmp_path / "special"
+    [good] = write_jpegs(folder, 1)
+    os.mkfifo(folder / "b.jpg")
+    os.mkfifo(tmp_path / "globbed.png")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(folder / "c.png"))
+        proc = model.process(folder, tmp_path / "*.png", os.devnull, "-f", "jsonl")
+    results = {r["image"]: r.get("error") for r in map(json.loads, proc.stdout.splitlines())}
+    regular = "not a regular file: only regular files are read as images"
+    assert results == {
+        str(good): None,
+        str(folder / "b.jpg"): f"is a named pipe (FIFO), {regular}",
+        str(folder / "c.png"): f"is a socket, {regular}",
+        str(tmp_path / "globbed.png"): f"is a named pipe (FIFO), {regular}",
+        os.devnull: f"is a character device, {regular}",
+    }
+    assert proc.returncode == 1 and "1 classified, 4 failed" in proc.stderr
+
+
+def test_no_warning_text_ever_reaches_the_terminal(model, tmp_path):
+    """Pillow's UserWarning about corrupt EXIF was printed; the photo is classified unrotated."""
+    path = tmp_path / "corrupt_exif.jpg"
+    cut = b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00\x12\x01"  # 5 tags promised, 2 bytes
+    Image.new("RGB", (160, 120), (200, 30, 30)).save(path, exif=cut)
+    proc = model.process(path, "-f", "jsonl")
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("1 classified, 0 failed"), proc.stderr
+    assert proc.returncode == 0
+
+
+def test_subfolders_left_out_without_recursive_are_one_note(model, tmp_path):
+    """Without --recursive, subfolders were skipped silently (and listed one by one with -v)."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    write_jpegs(first, 1)
+    write_jpegs(second, 1)
+    for sub in (first / "2019", first / "2020", first / "2021", second / "raw"):
+        write_jpegs(sub, 1)
+    one = model.run(first, "-f", "jsonl")
+    assert one.exit_code == 0 and len(one.stdout.splitlines()) == 1
+    assert one.stderr.splitlines()[:-1] == [
+        f"cnn: note: 3 subfolders of {first} skipped; add --recursive to include them"
+    ]
+    two = model.run(first, second, "-f", "jsonl")
+    assert two.stderr.splitlines()[:-1] == [
+        "cnn: note: 4 subfolders of 2 folders skipped; add --recursive to include them"
+    ]
+    assert "note" not in model.run(first, second, "-r", "-f", "jsonl").stderr
+
+
 def test_progress_on_a_terminal_shows_rate_and_total(model, photos):
     err = io.StringIO()
     env = Environment(stdout=io.StringIO(), stderr=err, stderr_isatty=True, colors=False,
@@ -244,6 +296,41 @@ def test_files_from_stdin_in_a_real_process(model, photos):
     assert proc.returncode == 0, proc.stderr
     assert [json.loads(line)["image"] for line in proc.stdout.splitlines()] == listing.split()
     assert proc.stderr.startswith("5 classified, 0 failed")
+
+
+def test_files_from_a_pipe_dev_null_or_a_missing_file(model, photos, tmp_path):
+    """`--files-from <(ls)`, a FIFO and /dev/null were refused as "no such file"."""
+    read, write = os.pipe()
+    os.write(write, "".join(f"{p}\n" for p in photos[:2]).encode())
+    os.close(write)
+    command = [sys.executable, "-m", "cnncli", *map(str, model.args("--files-from",
+               f"/dev/fd/{read}", "-f", "jsonl"))]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, env=model.env(), cwd=ROOT,
+                          timeout=300, pass_fds=(read,))  # fmt: skip
+    os.close(read)
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line)["image"] for line in proc.stdout.splitlines()] == list(
+        map(str, photos[:2])
+    )
+    empty = model.run(photos[2], "--files-from", os.devnull, "-f", "jsonl")
+    assert empty.exit_code == 0 and len(empty.stdout.splitlines()) == 1
+    for listing, why in [(tmp_path / "none.txt", "no such file"), (tmp_path, "is a directory")]:
+        run = model.run("--files-from", listing)
+        assert run.exit_code == 2 and f"--files-from {listing}: {why}" in run.stderr
+
+
+def test_a_name_that_is_not_utf8_prints_in_every_format(model, tmp_path):
+    """Linux names are bytes; output streams are text, strict on a UTF-8 terminal."""
+    raw = os.fsencode(tmp_path) + b"/caf\xe9.jpg"
+    write_jpegs(tmp_path / "w", 1)[0].rename(os.fsdecode(raw))
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(raw + b"\n")
+    env = {**model.env(), "PYTHONIOENCODING": "utf-8:strict"}
+    command = [sys.executable, "-m", "cnncli", *map(str, model.args("--files-from", listing,
+               "-f", "csv"))]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1].startswith(f"{tmp_path}/caf\\xe9.jpg,1,")
 
 
 @pytest.fixture(scope="module")
@@ -477,7 +564,7 @@ def test_a_stdout_that_cannot_encode_a_name_gets_backslash_escapes(model, tmp_pa
     assert CliRunner().invoke(app, [str(a) for a in args], obj=env).exit_code == 0
     stdout.flush()
     text = raw.getvalue().decode("ascii")
-    assert str(tmp_path / "caf\\xe9.jpg") in text and str(tmp_path / "bad\\udcff.jpg") in text
+    assert str(tmp_path / "caf\\xe9.jpg") in text and str(tmp_path / "bad\\xff.jpg") in text
 
 
 def test_the_table_is_printed_after_the_progress_display_is_gone(model, photos):
