@@ -60,6 +60,15 @@ def report(env: Environment, message: str) -> None:
     env.say(f"cnn: error: {message}", style="red")
 
 
+def comma_list(text: str, option: str) -> list[str]:
+    """The items of a comma-separated option, the one way every such option is read: blank
+    items are ignored (`-a resnet50,`), a list with none at all is a usage error."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise UsageError(f"{option} '{text}' names nothing: give one or more, separated by commas")
+    return items
+
+
 def guarded(command: F) -> F:
     """Run a command so a user's mistake is one line and an exit code, never a traceback."""
 
@@ -192,8 +201,8 @@ def compare(
     from cnncli.loader import Weights
 
     env = environment(ctx)
-    records = [registry.get(name) for name in archs.split(",") if name.strip()]
-    sources = [Weights.parse(w) for w in weights.split(",")]
+    records = [registry.get(name) for name in comma_list(archs, "--arch")]
+    sources = [Weights.parse(w) for w in comma_list(weights, "--weights")]
     if len(sources) not in (1, len(records)):
         raise UsageError(
             f"--weights gives {len(sources)} sources for {len(records)} archs: "
@@ -315,8 +324,9 @@ def bench(
     from cnncli.loader import Weights
 
     env = environment(ctx)
-    records = [registry.get(name) for name in archs.split(",")]
-    results = lib.run(records, Engine.parse_list(engines), Weights.parse(weights),
+    records = [registry.get(name) for name in comma_list(archs, "--arch")]
+    chosen = [Engine.parse(name) for name in comma_list(engines, "--engine")]
+    results = lib.run(records, chosen, Weights.parse(weights),
                       env, Path(photo) if photo else None, batch, repeats)  # fmt: skip
     emit(env, fmt, lib.document(results), lambda: lib.render(results), lambda: lib.rows(results))
 

@@ -30,16 +30,12 @@ class Engine(str, Enum):
     litert = "litert"
 
     @classmethod
-    def parse_list(cls, text: str) -> list[Engine]:
-        """Comma-separated engine names (`cnn bench -e keras,litert`); `UsageError` otherwise."""
-        names = [name.strip() for name in text.split(",") if name.strip()]
+    def parse(cls, name: str) -> Engine:
+        """An engine by name (an item of `cnn bench -e keras,litert`); `UsageError` otherwise."""
         choices = [engine.value for engine in cls]
-        unknown = [name for name in names if name not in choices]
-        if unknown or not names:
-            raise UsageError(
-                f"unknown engine '{','.join(unknown)}': choose from {', '.join(choices)}"
-            )
-        return [cls(name) for name in names]
+        if name not in choices:
+            raise UsageError(f"unknown engine '{name}': choose from {', '.join(choices)}")
+        return cls(name)
 
 
 class ConversionError(CnnError):

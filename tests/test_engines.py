@@ -145,7 +145,8 @@ def test_cache_list_and_clear(cli, tmp_path, weights):
 
 
 def test_bench_reports_every_figure_with_the_machine(cli, tmp_path, weights):
-    run = cli("bench", "-a", "mobilenet_0.25", "-e", "keras,litert", "-w", weights,
+    # Blank items of a comma list are ignored, as everywhere.
+    run = cli("bench", "-a", "mobilenet_0.25,", "-e", "keras,litert,", "-w", weights,
               "--repeats", "1", "--batch", "4", "-f", "json", tmp=tmp_path)  # fmt: skip
     assert run.exit_code == 0, run.stderr
     doc = run.json()
@@ -154,3 +155,8 @@ def test_bench_reports_every_figure_with_the_machine(cli, tmp_path, weights):
         ("mobilenet_0.25", "keras", 4), ("mobilenet_0.25", "litert", 4)]  # fmt: skip
     for r in doc["results"]:
         assert r["cold_process_s"] > 0 and r["warm_ms_per_image"] > 0 and r["images_per_s"] > 0
+
+
+def test_an_empty_comma_list_is_a_usage_error(cli):
+    run = cli("bench", "-a", " , ", "-w", "none")
+    assert run.exit_code == 2 and "--arch" in run.stderr
