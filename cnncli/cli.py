@@ -153,7 +153,7 @@ def classify(
     import os
 
     from cnncli import pipeline, results_file
-    from cnncli.engines import open_classifier
+    from cnncli.engines import open_classifier, warn_if_random
     from cnncli.inputs import Inputs
     from cnncli.loader import Weights
 
@@ -165,6 +165,7 @@ def classify(
         raise UsageError(f"--files-from {files_from}: no such file")
     if resume and (output is None or fmt not in results_file.STREAMED):
         raise UsageError("--resume needs --output FILE and --format jsonl or csv")
+    warn_if_random(env, [(record, source)])
     inputs = Inputs(tuple(images or ()), recursive, files_from)
     job = pipeline.Job(inputs, source, top, resize, batch_size, fmt, output, resume, verbose)
     tally = pipeline.classify_all(env, job, lambda: open_classifier(record, source, engine, env))
@@ -197,7 +198,7 @@ def compare(
     """Several architectures side by side on the same photo."""
     from cnncli import compare as lib
     from cnncli.classify import Classifier
-    from cnncli.engines import open_classifier
+    from cnncli.engines import open_classifier, warn_if_random
     from cnncli.loader import Weights
 
     env = environment(ctx)
@@ -214,6 +215,7 @@ def compare(
         return lambda: open_classifier(record, source, engine, env)
 
     pairs = list(zip(records, sources, strict=True))
+    warn_if_random(env, pairs)
     result = lib.compare(image, [loader(r, s) for r, s in pairs], top, resize)
     if explain_to is not None:
         from cnncli import gradcam
@@ -250,12 +252,13 @@ def explain(
 ) -> None:
     """Where the classifier looked: Grad-CAM heatmaps (always on Keras, for gradients)."""
     from cnncli import gradcam
-    from cnncli.engines import keras_model
+    from cnncli.engines import keras_model, warn_if_random
     from cnncli.loader import Weights
     from cnncli.progress import status
 
     env = environment(ctx)
     record, source = registry.get(arch), Weights.parse(weights)
+    warn_if_random(env, [(record, source)])
     targets = [gradcam.resolve_class(query).index for query in classes or []]
     model = keras_model(record, source, env)
     with status(env, f"Grad-CAM with {record.name}"):

@@ -9,6 +9,7 @@ converts, and says when it falls back.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,16 @@ def open_classifier(
 def warn(env: Environment, message: str) -> None:
     """One warning line on stderr."""
     env.say(f"cnn: warning: {message}", style="yellow")
+
+
+def warn_if_random(env: Environment, models: Iterable[tuple[Arch, loader.Weights]]) -> None:
+    """`--weights none` gives labels as confident-looking as trained ones: say once that they
+    mean nothing."""
+    names = [arch.name for arch, weights in models if weights.source == "none"]
+    if names:
+        warn(
+            env, f"{', '.join(names)}: random weights (--weights none), the labels are meaningless"
+        )
 
 
 def keras_model(arch: Arch, weights: loader.Weights, env: Environment) -> Any:

@@ -152,3 +152,17 @@ def test_a_corrupt_copy_in_keras_cache_is_named_as_corrupt(tmp_path, arch, name,
     assert ("Keras removed it" in line) == removed and corrupt.exists() != removed
     if not removed:
         assert "delete it" in line
+
+
+def test_random_weights_warn_that_labels_mean_nothing(cli):
+    two = "mobilenet_0.25,mobilenet_0.5"
+    runs = [
+        cli("classify", CAT, "-a", "mobilenet_0.25", "-w", "none", "-e", "keras", "-f", "json"),
+        cli("explain", CAT, "-a", "mobilenet_0.25", "-w", "none", "-f", "json"),
+        cli("compare", CAT, "-a", two, "-w", "none", "-e", "keras", "-f", "json"),
+    ]
+    for run in runs:
+        assert run.exit_code == 0, run.stderr
+        [line] = run.stderr.splitlines()
+        assert line.startswith("cnn: warning: mobilenet_0.25") and "meaningless" in line
+    assert "mobilenet_0.5" in runs[2].stderr
