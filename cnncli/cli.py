@@ -7,6 +7,7 @@ Nothing here imports TensorFlow, so `--help` is instant; errors become one line 
 from __future__ import annotations
 
 import functools
+import signal
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -14,12 +15,17 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from cnncli import __version__, catalog, registry
+from cnncli import __version__, catalog, quiet, registry
 from cnncli.engines import Engine
 from cnncli.env import Environment
-from cnncli.errors import CnnError, UsageError
+from cnncli.errors import STOP_SIGNALS, CnnError, Interrupted, UsageError
 from cnncli.images import Resize
 from cnncli.output import Format, emit
+
+#: The status of a command whose reader went away (`cnn ... | head -1`): what a shell reports
+#: for coreutils and git in that case (128 + SIGPIPE), so scripts can tell it from success.
+BROKEN_PIPE_EXIT = 128 + signal.SIGPIPE
+
 
 app = typer.Typer(
     name="cnn",
@@ -55,6 +61,12 @@ def environment(ctx: typer.Context) -> Environment:
     return ctx.obj
 
 
+def set_debug(env: Environment, debug: bool) -> None:
+    """`--debug`: tracebacks for errors, and native libraries' output no longer silenced."""
+    env.debug = debug
+    quiet.show_native_output(debug)
+
+
 def report(env: Environment, message: str) -> None:
     """One error line on stderr."""
     env.say(f"cnn: error: {message}", style="red")
@@ -84,9 +96,13 @@ def guarded(command: F) -> F:
             raise typer.Exit(exc.exit_code) from None
         except typer.Exit:
             raise
-        except KeyboardInterrupt:
-            report(env, "interrupted")
-            raise typer.Exit(130) from None
+        except BrokenPipeError:
+            env.drop_output()  # the reader stopped reading: end quietly, as `head` expects
+            raise typer.Exit(BROKEN_PIPE_EXIT) from None
+        except KeyboardInterrupt as exc:
+            stop = Interrupted.of(exc)
+            report(env, "interrupted" if stop.signum == signal.SIGINT else f"stopped by {stop}")
+            raise typer.Exit(stop.exit_code) from None
         except Exception as exc:
             if env.debug:
                 raise
@@ -111,7 +127,7 @@ def main_options(
     ] = False,
 ) -> None:
     """Classify photos with pretrained ImageNet CNNs, compare them, read their anatomy."""
-    environment(ctx).debug = debug
+    set_debug(environment(ctx), debug)
 
 
 @app.command()
@@ -170,7 +186,7 @@ def classify(
     job = pipeline.Job(inputs, source, top, resize, batch_size, fmt, output, resume, verbose)
     tally = pipeline.classify_all(env, job, lambda: open_classifier(record, source, engine, env))
     if tally.interrupted:
-        raise KeyboardInterrupt
+        raise tally.interrupted
     if tally.failed:
         raise typer.Exit(1)
 
@@ -372,5 +388,10 @@ def cache_clear(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app(obj=Environment.from_process())
+    """Console-script entry point: the process's own environment, and the stop signals raised
+    wherever the run is. SIGINT too when the parent left it ignored (a script's `cnn ... &`):
+    a signal someone sends on purpose must stop the run."""
+    env = Environment.from_process()
+    for number in STOP_SIGNALS:
+        signal.signal(number, Interrupted.handler)
+    app(obj=env)
