@@ -377,14 +377,22 @@ def cache_clear(
     ctx: typer.Context,
     arch: Annotated[str | None, typer.Argument(help="Only this architecture's entries.")] = None,
 ) -> None:
-    """Remove cached compiled models (all, or one architecture's)."""
+    """Remove cached compiled models (all, or one architecture's) and what interrupted
+    conversions left behind."""
     from cnncli import cache
 
     env = environment(ctx)
     name = registry.get(arch).name if arch else None
-    removed = cache.ModelCache(env.cache_dir).clear(name)
+    removed, leftovers = cache.ModelCache(env.cache_dir).clear(name)
     freed = sum(entry.size for entry in removed)
-    env.say(f"removed {len(removed)} cached models ({freed / 2**20:.1f} MB)")
+    env.say(
+        f"removed {len(removed)} cached models ({freed / 2**20:.1f} MB)"
+        + (
+            f" and {len(leftovers)} temporary file(s) of interrupted conversions"
+            if leftovers
+            else ""
+        )
+    )
 
 
 def main() -> None:

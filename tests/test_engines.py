@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,6 +58,10 @@ def test_engines_agree_on_real_weights_over_the_photos(cli, tmp_path):
 def test_auto_converts_once_then_hits_without_tensorflow(cli, tmp_path, weights):
     first = classify(cli, tmp_path, CAT, "-w", weights)
     assert first.json()["engine"] == "litert"
+    # Off a terminal too, the one slow step says what it is doing, once.
+    assert first.stderr.splitlines() == [
+        "cnn: converting mobilenet_0.25 for LiteRT (once, then cached)"
+    ]
     [entry] = ModelCache(tmp_path).entries()
     assert entry.key.arch == "mobilenet_0.25" and entry.key.weights.startswith("sha256:")
     stamp = entry.path.stat().st_mtime_ns
@@ -75,6 +80,7 @@ def test_auto_converts_once_then_hits_without_tensorflow(cli, tmp_path, weights)
     )
     warm = cnn_process(tmp_path, code=probe)
     assert warm.returncode == 0, warm.stderr
+    assert "converting" not in warm.stderr
     assert json.loads(warm.stderr) == []  # neither TensorFlow nor Keras was imported
     assert json.loads(warm.stdout)["results"] == first.json()["results"]
     assert entry.path.stat().st_mtime_ns == stamp  # the entry was read, not rewritten
@@ -90,6 +96,49 @@ def test_corrupt_entry_is_rebuilt_with_a_warning(cli, tmp_path, weights):
     assert run.json()["results"] == good["results"]
     [rebuilt] = ModelCache(tmp_path).entries()
     assert rebuilt.size > 1000
+
+
+def flip_the_classifier(model: Path) -> None:
+    """Negate the classifier's kernel inside a flatbuffer: the file still loads, the labels
+    change. The kernel is found by its bytes, as the runtime reads them."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(model))
+    interpreter.allocate_tensors()
+    kernel = next(interpreter.get_tensor(d["index"]) for d in interpreter.get_tensor_details()
+                  if "conv_preds" in d["name"] and len(d["shape"]) == 4)  # fmt: skip
+    data = model.read_bytes()
+    assert data.count(kernel.tobytes()) == 1
+    model.write_bytes(data.replace(kernel.tobytes(), (-kernel).tobytes()))
+
+
+def test_an_altered_entry_that_still_loads_is_rebuilt_with_a_warning(cli, tmp_path, weights):
+    good = classify(cli, tmp_path, CAT, "-w", weights, "-k", "3").json()["results"]
+    [entry] = ModelCache(tmp_path).entries()
+    flip_the_classifier(entry.path)
+    assert litert.Runner(entry.path).input_size == 224  # it loads: only a content check sees it
+    run = classify(cli, tmp_path, CAT, "-w", weights, "-k", "3")
+    warnings = [line for line in run.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "changed" in warnings[0] and "rebuilding" in warnings[0]
+    assert run.json()["results"] == good
+    again = classify(cli, tmp_path, CAT, "-w", weights, "-k", "3")
+    assert again.stderr == "" and again.json()["results"] == good
+
+
+@pytest.mark.parametrize(
+    ("engine", "expected"), [("auto", "keras"), ("litert", "litert")], ids=["auto", "litert"]
+)
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_an_unwritable_cache_runs_without_caching(cli, tmp_path, weights, where, engine, expected):
+    # Tests run as root, for whom no directory is read-only; a path through a file is.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory")
+    cache = blocker if where == "a file" else blocker / "cache"
+    run = classify(cli, cache, CAT, "-w", weights, "-e", engine)
+    assert run.json()["engine"] == expected
+    warnings = [line for line in run.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and str(blocker) in warnings[0]
+    assert blocker.read_text() == "not a directory"
 
 
 def test_random_weights_are_never_cached(cli, tmp_path):
@@ -130,6 +179,18 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         cache.store(key, ".tflite", crash)
     assert list(tmp_path.iterdir()) == [] and cache.lookup(key, ".tflite") is None
+
+
+def test_cache_clear_removes_temporary_files_of_dead_writers_only(cli, tmp_path):
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait(timeout=60)  # reaped: its pid names no process now
+    live = tmp_path / f".m-litert-0.tflite.{os.getpid()}.abcd1234.tmp"
+    abandoned = tmp_path / f".m-litert-0.tflite.{finished.pid}.abcd1234.tmp"
+    for path in (live, abandoned):
+        path.write_bytes(b"half a model")
+    run = cli("cache", "clear", tmp=tmp_path)
+    assert run.exit_code == 0 and "1 temporary file(s) of interrupted conversions" in run.stderr
+    assert live.exists() and not abandoned.exists()
 
 
 def test_cache_list_and_clear(cli, tmp_path, weights):

@@ -9,13 +9,17 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cnncli import litert
+from cnncli import litert, registry
 from cnncli.cli import BROKEN_PIPE_EXIT
 from tests.conftest import ROOT, SAMPLES
 
@@ -140,6 +144,90 @@ def test_a_reader_that_stops_reading_ends_the_run_quietly(fmt):
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == BROKEN_PIPE_EXIT, stderr
     assert "error" not in stderr and "Traceback" not in stderr
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    """Random MobileNet-0.25 weights in a file: a model that is cached (and converts quickly)."""
+    from cnncli.loader import Weights, build
+
+    path = tmp_path_factory.mktemp("process") / "mobilenet.weights.h5"
+    build(registry.get("mobilenet_0.25"), Weights("none")).save_weights(path)
+    return path
+
+
+def stop_when(line: str, sig: int, args: list[object], cache: Path) -> tuple[int, str]:
+    """Run `cnn ARGS` with SIGINT ignored, as a shell leaves it for `cnn ... &` in a script
+    (Python keeps it ignored), send `sig` when a stderr line contains `line`, and return the
+    exit status and stderr."""
+    command = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", sys.executable, "-m", "cnncli", *args]
+    env = {**os.environ, "CNN_CACHE_DIR": str(cache)}
+    proc = subprocess.Popen(list(map(str, command)), cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    watchdog = threading.Timer(300, proc.kill)  # bounds the blocking reads below
+    watchdog.start()
+    try:
+        seen = []
+        while not seen or line not in seen[-1]:
+            seen.append(proc.stderr.readline())
+            assert seen[-1], f"the run ended before a line with {line!r}: {''.join(seen)}"
+        proc.send_signal(sig)
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        watchdog.cancel()
+    return proc.returncode, "".join(seen) + rest
+
+
+@pytest.mark.parametrize(
+    ("sig", "stage", "status"),
+    [
+        (signal.SIGINT, "loading", 130),
+        (signal.SIGINT, "converting", 130),
+        (signal.SIGTERM, "converting", 143),
+    ],
+)
+def test_a_stop_signal_stops_the_run_at_any_stage(weights, tmp_path, sig, stage, status):
+    if stage == "loading":  # the random-weights warning comes just before TensorFlow loads
+        args, line = ["-w", "none", "-e", "keras"], "random weights"
+    else:
+        args, line = ["-w", weights, "-e", "litert"], "converting"
+    code, stderr = stop_when(line, sig, ["classify", CAT, "-a", "mobilenet_0.25", *args], tmp_path)
+    assert code == status, stderr
+    assert "Traceback" not in stderr
+    assert list(tmp_path.glob("**/*.tmp")) == []  # the half-written model was removed
+
+
+def test_cache_clear_removes_what_a_killed_conversion_left(weights, tmp_path, cli):
+    args = ["classify", CAT, "-a", "mobilenet_0.25", "-w", weights, "-e", "litert"]
+    code, _ = stop_when("converting", signal.SIGKILL, args, tmp_path)
+    assert code == -signal.SIGKILL
+    assert len(list(tmp_path.glob("*.tmp"))) == 1
+    run = cli("cache", "clear", tmp=tmp_path)
+    assert run.exit_code == 0 and "1 temporary file(s) of interrupted conversions" in run.stderr
+    assert list(tmp_path.glob("**/*.tmp")) == []
+
+
+def test_sigterm_during_a_run_flushes_the_results_and_exits_143(tmp_path):
+    library = tmp_path / "library"
+    library.mkdir()
+    for i in range(400):
+        shutil.copy(CAT, library / f"{i:03d}.jpg")
+    out = tmp_path / "out.jsonl"
+    command = [sys.executable, "-m", "cnncli", "classify", library, "-a", "mobilenet_0.25",
+               "-w", "none", "-e", "keras", "-k", "1", "--batch-size", "4", "-f", "jsonl",
+               "-o", out]  # fmt: skip
+    proc = subprocess.Popen(list(map(str, command)), cwd=ROOT, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (out.exists() and out.read_bytes().count(b"\n") >= 4):
+        assert proc.poll() is None and time.monotonic() < deadline, "no results were written"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    written = out.read_bytes()
+    assert written.endswith(b"\n") and written.count(b"\n") < 400
+    assert "interrupted:" in stderr and "Traceback" not in stderr
 
 
 def test_console_script_is_installed():
