@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -11,8 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnncli import litert
+from cnncli import bench, litert, registry
 from cnncli.cache import ModelCache
+from cnncli.engines import Engine, open_classifier
+from cnncli.env import Environment
+from cnncli.loader import Weights
 from tests.conftest import MOBILENET_WEIGHTS, PHOTOS, ROOT, SAMPLES, needs_shared, seeded_model
 
 pytestmark = pytest.mark.skipif(not litert.available(), reason="ai-edge-litert is not installed")
@@ -210,12 +214,27 @@ def test_bench_reports_every_figure_with_the_machine(cli, tmp_path, weights):
     run = cli("bench", "-a", "mobilenet_0.25,", "-e", "keras,litert,", "-w", weights,
               "--repeats", "1", "--batch", "4", "-f", "json", tmp=tmp_path)  # fmt: skip
     assert run.exit_code == 0, run.stderr
+    steps = [line for line in run.stderr.splitlines() if line.startswith("cnn: timing")]
+    assert len(steps) == 4  # a line per step off a terminal: warm, then cold, per engine
     doc = run.json()
     assert doc["machine"]["cores"] >= 1 and doc["machine"]["cpu"]
     assert [(r["arch"], r["engine"], r["batch"]) for r in doc["results"]] == [
         ("mobilenet_0.25", "keras", 4), ("mobilenet_0.25", "litert", 4)]  # fmt: skip
     for r in doc["results"]:
         assert r["cold_process_s"] > 0 and r["warm_ms_per_image"] > 0 and r["images_per_s"] > 0
+
+
+def test_bench_times_random_weights_from_the_cache_like_real_ones(tmp_path):
+    record = registry.get("mobilenet_0.25")
+    user = Environment(stdout=io.StringIO(), stderr=io.StringIO(), cache_dir=tmp_path / "user")
+    source, env = bench.timed_weights(record, Weights("none"), user, tmp_path)
+    assert source.source == "file"
+    open_classifier(record, source, Engine.litert, env)  # bench's warm step, before the cold ones
+    cold = cnn_process(env.cache_dir, *bench.cold_command(CAT, record, source, "litert"))
+    assert cold.returncode == 0, cold.stderr
+    assert json.loads(cold.stdout)["engine"] == "litert"
+    assert "converting" not in cold.stderr  # the cold process loaded the cached conversion
+    assert not user.cache_dir.exists()  # random weights never reach the user's cache
 
 
 def test_an_empty_comma_list_is_a_usage_error(cli):
