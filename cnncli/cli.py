@@ -7,13 +7,16 @@ Nothing here imports TensorFlow, so `--help` is instant; errors become one line 
 from __future__ import annotations
 
 import functools
+import inspect
 import signal
 import traceback
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperArgument, TyperGroup
 
 from cnncli import __version__, catalog, quiet, registry
 from cnncli.engines import Engine
@@ -27,9 +30,52 @@ from cnncli.output import Format, emit
 BROKEN_PIPE_EXIT = 128 + signal.SIGPIPE
 
 
+class PlainArgument(TyperArgument):
+    """An argument shown by its metavar alone (IMAGE...), never as a Python type (`<str>`) or in
+    braces (`{image}`)."""
+
+    def display_type_rich(self, ctx: typer.Context) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return f"{name}..." if self.nargs != 1 else name
+
+
+class PlainHelpGroup(TyperGroup):
+    """Help that names what a value is (ARCH, FILE, K) and never a Python type: flags get no
+    metavar, arguments show theirs alone. Typer has no setting for either, so the parameters of
+    this group and of each of its commands are adjusted as they are looked up."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        return _plain(super().get_params(ctx))
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None and not isinstance(command, TyperGroup):
+            _plain(command.get_params(ctx))
+        return command
+
+
+def _plain(params: list[Any]) -> list[Any]:
+    """`params` shown without type names: arguments as `PlainArgument`s, flags with no metavar."""
+    for param in params:
+        if isinstance(param, TyperArgument):
+            param.__class__ = PlainArgument
+        elif getattr(param, "is_flag", False):
+            param.metavar = ""
+    return params
+
+
+def choices(enum: type[Enum]) -> str:
+    """The metavar of an option taking one of an enum's values: `table|json|jsonl|csv`."""
+    return "|".join(member.value for member in enum)
+
+
 app = typer.Typer(
     name="cnn",
     help="Classify photos with pretrained ImageNet CNNs, compare them, read their anatomy.",
+    cls=PlainHelpGroup,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -38,19 +84,42 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-ArchOption = Annotated[str, typer.Option("--arch", "-a", help="Architecture (`cnn models`).")]
+ArchOption = Annotated[
+    str, typer.Option("--arch", "-a", metavar="ARCH", help="Architecture (`cnn models`).")
+]
+ArchsOption = Annotated[
+    str, typer.Option("--arch", "-a", metavar="ARCH,...", help="Comma-separated architectures.")
+]
 TopOption = Annotated[
-    int, typer.Option("--top", "-k", min=1, max=1000, help="How many classes to show.")
+    int, typer.Option("--top", "-k", metavar="K", min=1, max=1000, help="How many classes to show.")
 ]
 WeightsOption = Annotated[
-    str, typer.Option("--weights", "-w", help="imagenet (download), none (random) or a .h5 file.")
+    str,
+    typer.Option(
+        "--weights",
+        "-w",
+        metavar="WEIGHTS",
+        help="imagenet (download), none (random) or a .h5 file.",
+    ),
 ]
 ResizeOption = Annotated[
-    Resize, typer.Option(help="crop: shorter side to size/0.875, centre crop; stretch: squash.")
+    Resize,
+    typer.Option(
+        metavar=choices(Resize),
+        help="crop: shorter side to size/0.875, centre crop; stretch: squash.",
+    ),
 ]
-FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+FormatOption = Annotated[
+    Format, typer.Option("--format", "-f", metavar=choices(Format), help="Output format.")
+]
 EngineOption = Annotated[
-    Engine, typer.Option("--engine", "-e", help="auto: LiteRT when installed, else Keras.")
+    Engine,
+    typer.Option(
+        "--engine", "-e", metavar=choices(Engine), help="auto: LiteRT when installed, else Keras."
+    ),
+]
+DebugOption = Annotated[
+    bool, typer.Option("--debug", help="Show tracebacks and native libraries' own output.")
 ]
 
 
@@ -82,11 +151,17 @@ def comma_list(text: str, option: str) -> list[str]:
 
 
 def guarded(command: F) -> F:
-    """Run a command so a user's mistake is one line and an exit code, never a traceback."""
+    """Run a command so a user's mistake is one line and an exit code, never a traceback.
+
+    It also gives the command a `--debug` option, so that the flag works after the command's
+    name as well as before it.
+    """
 
     @functools.wraps(command)
-    def wrapper(ctx: typer.Context, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(ctx: typer.Context, *args: Any, debug: bool = False, **kwargs: Any) -> Any:
         env = environment(ctx)
+        if debug:
+            set_debug(env, True)
         try:
             return command(ctx, *args, **kwargs)
         except CnnError as exc:
@@ -109,6 +184,13 @@ def guarded(command: F) -> F:
             report(env, f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
             raise typer.Exit(1) from None
 
+    signature = inspect.signature(command, eval_str=True)
+    debug = inspect.Parameter(
+        "debug", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=DebugOption
+    )
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), debug]
+    )
     return wrapper  # type: ignore[return-value]
 
 
@@ -121,9 +203,10 @@ def version_callback(value: bool) -> None:
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    debug: DebugOption = False,
     version: Annotated[
-        bool, typer.Option("--version", callback=version_callback, is_eager=True)
+        bool,
+        typer.Option("--version", callback=version_callback, is_eager=True, help="Show version."),
     ] = False,
 ) -> None:
     """Classify photos with pretrained ImageNet CNNs, compare them, read their anatomy."""
@@ -135,14 +218,17 @@ def main_options(
 def classify(
     ctx: typer.Context,
     images: Annotated[
-        list[str] | None, typer.Argument(help="Image files, directories or globs.")
+        list[str] | None,
+        typer.Argument(metavar="IMAGE", help="Image files, directories or globs."),
     ] = None,
     arch: ArchOption = "resnet50",
     top: TopOption = 5,
     weights: WeightsOption = "imagenet",
     resize: ResizeOption = Resize.crop,
     fmt: FormatOption = Format.table,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
+    batch_size: Annotated[
+        int, typer.Option(metavar="N", min=1, help="Images per forward pass.")
+    ] = 16,
     engine: EngineOption = Engine.auto,
     recursive: Annotated[
         bool, typer.Option("--recursive", "-r", help="Descend into subdirectories.")
@@ -195,20 +281,28 @@ def classify(
 @guarded
 def compare(
     ctx: typer.Context,
-    image: Annotated[str, typer.Argument(help="One photo.")],
-    archs: Annotated[
-        str, typer.Option("--arch", "-a", help="Comma-separated architectures.")
-    ] = ",".join(("vgg16", "inception_v3", "resnet50", "densenet121")),
+    image: Annotated[str, typer.Argument(metavar="IMAGE", help="One photo.")],
+    archs: ArchsOption = "vgg16,inception_v3,resnet50,densenet121",
     top: TopOption = 5,
     weights: Annotated[
-        str, typer.Option("--weights", "-w", help="One source for all, or one per arch (a,b,...).")
+        str,
+        typer.Option(
+            "--weights",
+            "-w",
+            metavar="WEIGHTS,...",
+            help="One source for all, or one per arch (a,b,...).",
+        ),
     ] = "imagenet",
     resize: ResizeOption = Resize.crop,
     fmt: FormatOption = Format.table,
     engine: EngineOption = Engine.auto,
     explain_to: Annotated[
         Path | None,
-        typer.Option("--explain", help="Also write a Grad-CAM montage, a panel per arch (PNG)."),
+        typer.Option(
+            "--explain",
+            metavar="FILE",
+            help="Also write a Grad-CAM montage, a panel per arch (PNG).",
+        ),
     ] = None,
 ) -> None:
     """Several architectures side by side on the same photo."""
@@ -248,22 +342,34 @@ def compare(
 @guarded
 def explain(
     ctx: typer.Context,
-    image: Annotated[str, typer.Argument(help="One photo.")],
+    image: Annotated[str, typer.Argument(metavar="IMAGE", help="One photo.")],
     arch: ArchOption = "resnet50",
     weights: WeightsOption = "imagenet",
     classes: Annotated[
         list[str] | None,
-        typer.Option("--class", "-c", help="Class to explain: label, index or WordNet id."),
+        typer.Option(
+            "--class", "-c", metavar="CLASS", help="Class to explain: label, index or WordNet id."
+        ),
     ] = None,
     top: Annotated[
-        int, typer.Option("--top", "-k", min=1, max=1000, help="Without --class: the top K.")
+        int,
+        typer.Option(
+            "--top", "-k", metavar="K", min=1, max=1000, help="Without --class: the top K."
+        ),
     ] = 1,
     resize: ResizeOption = Resize.crop,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Overlay PNG (with --top K: OUT.png, OUT_2.png...)."),
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Overlay PNG (with --top K: OUT.png, OUT_2.png...).",
+        ),
     ] = None,
-    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Heatmap opacity.")] = 0.5,
+    alpha: Annotated[
+        float, typer.Option(metavar="A", min=0.0, max=1.0, help="Heatmap opacity.")
+    ] = 0.5,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Where the classifier looked: Grad-CAM heatmaps (always on Keras, for gradients)."""
@@ -293,7 +399,7 @@ def explain(
 @guarded
 def summary(
     ctx: typer.Context,
-    arch: Annotated[str, typer.Argument(help="Architecture (`cnn models`).")],
+    arch: Annotated[str, typer.Argument(metavar="ARCH", help="Architecture (`cnn models`).")],
     layers: Annotated[bool, typer.Option("--layers", help="Add the per-layer table.")] = False,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -326,16 +432,16 @@ def models_(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
 @guarded
 def bench(
     ctx: typer.Context,
-    archs: Annotated[str, typer.Option("--arch", "-a", help="Comma-separated.")] = (
-        "resnet50,mobilenet_v2"
-    ),
-    engines: Annotated[str, typer.Option("--engine", "-e", help="Comma-separated.")] = (
-        "keras,litert"
-    ),
-    batch: Annotated[int, typer.Option(min=1, help="Batch size for images/s.")] = 8,
+    archs: ArchsOption = "resnet50,mobilenet_v2",
+    engines: Annotated[
+        str, typer.Option("--engine", "-e", metavar="ENGINE,...", help="Comma-separated.")
+    ] = "keras,litert",
+    batch: Annotated[int, typer.Option(metavar="N", min=1, help="Batch size for images/s.")] = 8,
     weights: WeightsOption = "imagenet",
-    repeats: Annotated[int, typer.Option(min=1, help="Timed repeats per figure.")] = 5,
-    photo: Annotated[str | None, typer.Option(help="Photo to time (default: generated).")] = None,
+    repeats: Annotated[int, typer.Option(metavar="N", min=1, help="Timed repeats per figure.")] = 5,
+    photo: Annotated[
+        str | None, typer.Option(metavar="FILE", help="Photo to time (default: generated).")
+    ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Time cold-process latency, warm latency and throughput per arch and engine."""
@@ -350,7 +456,7 @@ def bench(
     emit(env, fmt, lib.document(results), lambda: lib.render(results), lambda: lib.rows(results))
 
 
-cache_app = typer.Typer(help="The compiled-model cache.", no_args_is_help=True)
+cache_app = typer.Typer(help="The compiled-model cache.", cls=PlainHelpGroup, no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 
 
@@ -375,7 +481,9 @@ def cache_list(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
 @guarded
 def cache_clear(
     ctx: typer.Context,
-    arch: Annotated[str | None, typer.Argument(help="Only this architecture's entries.")] = None,
+    arch: Annotated[
+        str | None, typer.Argument(metavar="ARCH", help="Only this architecture's entries.")
+    ] = None,
 ) -> None:
     """Remove cached compiled models (all, or one architecture's) and what interrupted
     conversions left behind."""

@@ -75,8 +75,8 @@ def test_no_line_but_cnns_own_even_when_tensorflow_logs_everything(engine):
 
 
 def test_debug_lets_native_output_through():
-    proc = python("-m", "cnncli", "--debug", "classify", CAT, "-a", "mobilenet_0.25", "-w", "none",
-                  "-e", "keras", "-f", "json", env={"TF_CPP_MIN_LOG_LEVEL": "0"})  # fmt: skip
+    proc = python("-m", "cnncli", "classify", CAT, "-a", "mobilenet_0.25", "-w", "none", "-e",
+                  "keras", "-f", "json", "--debug", env={"TF_CPP_MIN_LOG_LEVEL": "0"})  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert any(re.match(r"[IWEF]\d{4} |WARNING: All log messages", line)
                for line in proc.stderr.splitlines()), proc.stderr  # fmt: skip
@@ -228,6 +228,24 @@ def test_sigterm_during_a_run_flushes_the_results_and_exits_143(tmp_path):
     written = out.read_bytes()
     assert written.endswith(b"\n") and written.count(b"\n") < 400
     assert "interrupted:" in stderr and "Traceback" not in stderr
+
+
+COMMANDS = [[], ["classify"], ["compare"], ["explain"], ["summary"], ["models"], ["bench"],
+            ["cache"], ["cache", "list"], ["cache", "clear"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "cnn")
+def test_help_names_values_not_python_types(cli, command):
+    run = cli(*command, "--help")
+    assert run.exit_code == 0
+    assert "Usage:" in run.stderr
+    assert not re.search(r"<[a-z][^>]*>|\{[a-z]+\}", run.stderr), run.stderr
+
+
+def test_debug_is_accepted_after_the_command_too(cli):
+    run = cli("classify", CAT, "-a", "resnet5O", "-w", "none", "--debug")
+    assert run.exit_code == 2
+    assert "Traceback" in run.stderr and "did you mean" in run.stderr
 
 
 def test_console_script_is_installed():
