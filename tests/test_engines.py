@@ -130,9 +130,10 @@ def test_an_altered_entry_that_still_loads_is_rebuilt_with_a_warning(cli, tmp_pa
 
 
 @pytest.mark.parametrize(
-    ("engine", "expected"), [("auto", "keras"), ("litert", "litert")], ids=["auto", "litert"]
-)
-@pytest.mark.parametrize("where", ["a file", "under a file"])
+    ("where", "engine", "expected"),
+    [("a file", "auto", "keras"), ("under a file", "auto", "keras"),
+     ("under a file", "litert", "litert")],
+)  # fmt: skip
 def test_an_unwritable_cache_runs_without_caching(cli, tmp_path, weights, where, engine, expected):
     # Tests run as root, for whom no directory is read-only; a path through a file is.
     blocker = tmp_path / "blocker"
