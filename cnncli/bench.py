@@ -3,6 +3,10 @@
 Three figures, each the median of repeats after a warm-up: the cold-process latency (spawning
 `cnn classify` on one photo until it exits: imports, loading, first pass, labels), the warm
 per-image latency, and images/s at a batch size. The machine is part of the result.
+
+Cold processes measure what a user waits for on the second run: the compiled model already in
+the cache. `--weights none` is never cached, so the random weights are saved once to a file and
+measured like any weights file, their conversion kept in a cache of the benchmark's own.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +32,7 @@ from cnncli.classify import Classifier
 from cnncli.engines import Engine, open_classifier
 from cnncli.env import Environment
 from cnncli.images import Resize, load_array
-from cnncli.loader import Weights
+from cnncli.loader import Weights, build
 from cnncli.output import CsvRows
 from cnncli.progress import status
 from cnncli.registry import Arch
@@ -56,22 +60,45 @@ def run(
     repeats: int = 5,
 ) -> list[Measurement]:
     """Every figure for each architecture on each engine, timed on `photo` (else a generated
-    640x480 JPEG). Cold processes share `env`'s cache, so they measure the warm-cache path."""
-    child_env = {**os.environ, "CNN_CACHE_DIR": str(env.cache_dir)}
+    640x480 JPEG). Cold processes share the cache the warm step filled, so they measure the
+    warm-cache path. Off a terminal, a line says which step is running."""
     results = []
     with tempfile.TemporaryDirectory() as folder:
         image = photo or synthetic_photo(Path(folder) / "photo.jpg")
         for record in records:
+            source, run_env = timed_weights(record, weights, env, Path(folder))
+            child_env = {**os.environ, "CNN_CACHE_DIR": str(run_env.cache_dir)}
             for engine in engines:
-                classifier = open_classifier(record, weights, engine, env)
-                with status(env, f"timing {record.name} on {classifier.engine}"):
+                classifier = open_classifier(record, source, engine, run_env)
+                name = f"{record.name} on {classifier.engine}"
+                with status(env, f"timing {name}: warm latency and throughput", announce=True):
                     warm, throughput = warm_figures(classifier, image, batch, repeats)
-                    command = ["classify", str(image), "-a", record.name, "-w", str(weights),
-                               "-e", classifier.engine, "-f", "json"]  # fmt: skip
+                with status(env, f"timing {name}: {repeats + 1} cold processes", announce=True):
+                    command = cold_command(image, record, source, classifier.engine)
                     cold = cold_process_seconds(command, repeats, child_env)
                 results.append(Measurement(record.name, classifier.engine, batch, cold, warm,
                                            throughput))  # fmt: skip
     return results
+
+
+def timed_weights(
+    record: Arch, weights: Weights, env: Environment, folder: Path
+) -> tuple[Weights, Environment]:
+    """The weights to time `record` with, and the environment whose cache they go to: as given,
+    except `none`, saved to a file in `folder` (so a cold process loads the cached conversion
+    instead of converting, as with real weights), cached in `folder` too."""
+    if weights.source != "none":
+        return weights, env
+    path = folder / f"{record.name}.weights.h5"
+    with status(env, f"saving random weights of {record.name} for cold processes", announce=True):
+        build(record, weights).save_weights(path)
+    return Weights("file", path), replace(env, cache_dir=folder / "cache")
+
+
+def cold_command(image: Path, record: Arch, weights: Weights, engine: str) -> list[str]:
+    """The arguments of one cold process: `cnn classify` on one photo, JSON out."""
+    return ["classify", str(image), "-a", record.name, "-w", str(weights), "-e", engine,
+            "-f", "json"]  # fmt: skip
 
 
 def machine() -> dict[str, object]:

@@ -3,7 +3,10 @@
 An entry is a model file plus a JSON record beside it, keyed by everything that changes the
 file: architecture, the weights' content hash, input size, engine, and the package versions that
 produced it. Both files are written to a temporary name and renamed into place, the record last,
-so a crash, Ctrl-C or a second process never leaves an entry that looks whole but is not.
+so a crash, Ctrl-C or a second process never leaves an entry that looks whole but is not. The
+record holds the model file's SHA-256, so a file altered since (by a disk, a sync tool, a hand)
+is noticed before it gives wrong labels. Temporary names carry the writer's process id, so
+`clear` can remove what a killed writer left without touching a live one's.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from rich.console import RenderableType
 from rich.table import Table
 
 from cnncli import __version__
+from cnncli.errors import CnnError
 from cnncli.loader import Weights
 from cnncli.output import CsvRows, human_bytes
 from cnncli.registry import Arch
@@ -69,6 +73,14 @@ class Entry:
         return time.time() - self.created
 
 
+class CacheUnwritable(CnnError):
+    """The cache directory cannot take a new entry (a file in its place, no permission)."""
+
+
+class ChangedEntry(ValueError):
+    """A cached model file whose content is no longer what was written."""
+
+
 class ModelCache:
     """Compiled models under one directory (`CNN_CACHE_DIR`, `$XDG_CACHE_HOME/cnncli`, ...)."""
 
@@ -91,13 +103,36 @@ class ModelCache:
         path = self.model_path(key, suffix)
         return path if path.is_file() and _record_path(path).is_file() else None
 
+    def verify(self, path: Path) -> None:
+        """Raise `ChangedEntry` unless the model file still has the content its record hashed."""
+        try:
+            recorded = json.loads(_record_path(path).read_text(encoding="utf-8")).get("sha256")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise ChangedEntry(f"its record is unreadable ({exc})") from exc
+        actual = _sha256(path)
+        if actual != recorded:
+            raise ChangedEntry(
+                f"its content changed since it was cached: sha256 {actual[:12]}..., "
+                f"recorded {str(recorded)[:12]}..."
+            )
+
     def store(self, key: Key, suffix: str, write: Callable[[Path], None]) -> Path:
-        """Create the entry: `write(tmp)` produces the model file, then both are renamed in."""
+        """Create the entry: `write(tmp)` produces the model file, then both are renamed in.
+
+        `CacheUnwritable` comes before `write` is called, so no conversion is wasted on a cache
+        that cannot keep it."""
         path = self.model_path(key, suffix)
-        self.root.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, write)
-        record = json.dumps({**asdict(key), "created": time.time()}, indent=1)
-        _atomic_write(_record_path(path), lambda tmp: tmp.write_text(record, encoding="utf-8"))
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = _temporary(path)
+        except OSError as exc:
+            raise CacheUnwritable(
+                f"cannot write to the model cache {self.root} ({exc.strerror or exc})"
+            ) from exc
+        _commit(tmp, path, write)
+        record = {**asdict(key), "sha256": _sha256(path), "created": time.time()}
+        text = json.dumps(record, indent=1)
+        _atomic_write(_record_path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
         return path
 
     def discard(self, path: Path) -> None:
@@ -112,6 +147,7 @@ class ModelCache:
         for record in sorted(self.root.glob("*.entry.json")):
             try:
                 data = json.loads(record.read_text(encoding="utf-8"))
+                data.pop("sha256", None)
                 created = data.pop("created")
                 model = record.with_name(record.name.removesuffix(".entry.json"))
                 found.append(Entry(Key(**data), model, model.stat().st_size, created))
@@ -119,14 +155,19 @@ class ModelCache:
                 continue  # a stray or foreign file is not an entry
         return sorted(found, key=lambda e: e.created)
 
-    def clear(self, arch: str | None = None) -> list[Entry]:
-        """Remove every entry, or those of one architecture; returns what was removed."""
+    def clear(self, arch: str | None = None) -> tuple[list[Entry], list[Path]]:
+        """Remove every entry, or those of one architecture, and every temporary file whose
+        writer is dead (killed mid-conversion); returns both."""
         removed = [e for e in self.entries() if arch is None or e.key.arch == arch]
         for entry in removed:
             self.discard(entry.path)
+        leftovers = [tmp for tmp in self.root.glob("**/.*.tmp") if _abandoned(tmp)]
+        for tmp in leftovers:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
         if arch is None:
             shutil.rmtree(self.root / "hashes", ignore_errors=True)
-        return removed
+        return removed, leftovers
 
     def file_hash(self, path: Path) -> str:
         """SHA-256 of a weights file, remembered by (path, size, mtime) so a warm run skips it."""
@@ -140,24 +181,56 @@ class ModelCache:
         )
         with contextlib.suppress(OSError):
             return memo.read_text(encoding="ascii").strip()
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(memo, lambda tmp: tmp.write_text(digest.hexdigest(), encoding="ascii"))
-        return digest.hexdigest()
+        digest = _sha256(path)
+        with contextlib.suppress(OSError):  # a cache that cannot keep the memo costs a re-hash
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(memo, lambda tmp: tmp.write_text(digest, encoding="ascii"))
+        return digest
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _record_path(model: Path) -> Path:
     return model.with_name(model.name + ".entry.json")
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """`write` to a temporary file beside `path`, flush it to disk, then rename it into place."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _temporary(path: Path) -> Path:
+    """A new empty file beside `path`, named `.NAME.PID.RANDOM.tmp` after its writer."""
+    fd, name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
+    )
     os.close(fd)
-    tmp = Path(name)
+    return Path(name)
+
+
+def _abandoned(tmp: Path) -> bool:
+    """Whether the process named in a temporary file's name is gone (a name without a pid is
+    not one of ours, and a pid that exists may be a live writer: both are left alone)."""
+    parts = tmp.name.rsplit(".", 3)
+    if len(parts) != 4 or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, another user's
+    return False
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """`write` to a temporary file beside `path`, then move it into place (`_commit`)."""
+    _commit(_temporary(path), path, write)
+
+
+def _commit(tmp: Path, path: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)`, flush it to disk, then rename it to `path`; `tmp` never outlives a failure."""
     try:
         write(tmp)
         with tmp.open("rb") as f:

@@ -9,12 +9,13 @@ converts, and says when it falls back.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from cnncli import litert, loader
-from cnncli.cache import ModelCache
+from cnncli.cache import CacheUnwritable, ModelCache
 from cnncli.classify import Classifier, keras_forward
 from cnncli.env import Environment
 from cnncli.errors import CnnError, UsageError, first_line
@@ -30,16 +31,12 @@ class Engine(str, Enum):
     litert = "litert"
 
     @classmethod
-    def parse_list(cls, text: str) -> list[Engine]:
-        """Comma-separated engine names (`cnn bench -e keras,litert`); `UsageError` otherwise."""
-        names = [name.strip() for name in text.split(",") if name.strip()]
+    def parse(cls, name: str) -> Engine:
+        """An engine by name (an item of `cnn bench -e keras,litert`); `UsageError` otherwise."""
         choices = [engine.value for engine in cls]
-        unknown = [name for name in names if name not in choices]
-        if unknown or not names:
-            raise UsageError(
-                f"unknown engine '{','.join(unknown)}': choose from {', '.join(choices)}"
-            )
-        return [cls(name) for name in names]
+        if name not in choices:
+            raise UsageError(f"unknown engine '{name}': choose from {', '.join(choices)}")
+        return cls(name)
 
 
 class ConversionError(CnnError):
@@ -57,7 +54,7 @@ def open_classifier(
     if choice is Engine.auto and weights.source == "none":
         return _keras(arch, weights, env)  # random weights: converting costs more than it saves
     try:
-        return _litert(arch, weights, ModelCache(env.cache_dir), env)
+        return _litert(arch, weights, choice, env)
     except ConversionError as exc:
         if choice is Engine.litert:
             raise
@@ -70,6 +67,16 @@ def warn(env: Environment, message: str) -> None:
     env.say(f"cnn: warning: {message}", style="yellow")
 
 
+def warn_if_random(env: Environment, models: Iterable[tuple[Arch, loader.Weights]]) -> None:
+    """`--weights none` gives labels as confident-looking as trained ones: say once that they
+    mean nothing."""
+    names = [arch.name for arch, weights in models if weights.source == "none"]
+    if names:
+        warn(
+            env, f"{', '.join(names)}: random weights (--weights none), the labels are meaningless"
+        )
+
+
 def keras_model(arch: Arch, weights: loader.Weights, env: Environment) -> Any:
     """The Keras model, with a spinner while it builds and loads its weights."""
     with status(env, f"loading {arch.name} ({weights} weights)"):
@@ -80,28 +87,48 @@ def _keras(arch: Arch, weights: loader.Weights, env: Environment) -> Classifier:
     return Classifier(arch, keras_forward(keras_model(arch, weights, env)), "keras")
 
 
-def _litert(arch: Arch, weights: loader.Weights, cache: ModelCache, env: Environment) -> Classifier:
-    """From the cache when the entry exists and loads; converted (and stored) otherwise."""
-    if weights.source == "none":
-        with tempfile.TemporaryDirectory() as folder:  # random weights are never cached
-            path = Path(folder) / f"model{litert.SUFFIX}"
-            _convert(arch, keras_model(arch, weights, env), path, env)
-            return Classifier(arch, litert.Runner(path), litert.NAME)
+def _litert(arch: Arch, weights: loader.Weights, choice: Engine, env: Environment) -> Classifier:
+    """From the cache when the entry exists, is intact and loads; converted (and stored)
+    otherwise. A cache that cannot be written is not a reason to fail: `auto` runs the model on
+    Keras, `litert` converts it for this run alone."""
+    if weights.source == "none":  # random weights are never cached
+        return _uncached(arch, keras_model(arch, weights, env), env)
+    cache = ModelCache(env.cache_dir)
     key = cache.key(arch, weights, litert.NAME)
     path = cache.lookup(key, litert.SUFFIX)
     if path is not None:
         try:
+            cache.verify(path)
             return Classifier(arch, _runner(path, arch), litert.NAME)
-        except (ValueError, RuntimeError) as exc:
-            warn(env, f"cache entry {path.name} does not load ({exc}); rebuilding it")
+        except (ValueError, RuntimeError) as exc:  # a `ChangedEntry`, or a file LiteRT refuses
+            warn(env, f"cache entry {path.name} is unusable ({exc}); rebuilding it")
             cache.discard(path)
     model = keras_model(arch, weights, env)
-    path = cache.store(key, litert.SUFFIX, lambda tmp: _convert(arch, model, tmp, env))
+    try:
+        path = cache.store(
+            key, litert.SUFFIX, lambda tmp: _convert(arch, model, tmp, env, cached=True)
+        )
+    except CacheUnwritable as exc:
+        if choice is Engine.auto:
+            warn(env, f"{exc}; running {arch.name} on Keras")
+            return Classifier(arch, keras_forward(model), "keras")
+        warn(env, f"{exc}; converting {arch.name} for this run only")
+        return _uncached(arch, model, env)
     return Classifier(arch, _runner(path, arch), litert.NAME)
 
 
-def _convert(arch: Arch, model: object, path: Path, env: Environment) -> None:
-    with status(env, f"converting {arch.name} for LiteRT (once, then cached)"):
+def _uncached(arch: Arch, model: object, env: Environment) -> Classifier:
+    """Convert into a temporary folder; the runner keeps the flatbuffer mapped after it goes."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"model{litert.SUFFIX}"
+        _convert(arch, model, path, env, cached=False)
+        return Classifier(arch, litert.Runner(path), litert.NAME)
+
+
+def _convert(arch: Arch, model: object, path: Path, env: Environment, cached: bool) -> None:
+    """Convert, saying so even off a terminal: it is the one step that takes tens of seconds."""
+    when = "once, then cached" if cached else "for this run only"
+    with status(env, f"converting {arch.name} for LiteRT ({when})", announce=True):
         try:
             litert.convert(model, path)
         except Exception as exc:

@@ -20,23 +20,22 @@ from types import FrameType
 from cnncli import classify, results_file
 from cnncli.classify import Classifier, ImageResult
 from cnncli.env import Environment
+from cnncli.errors import STOP_SIGNALS, Interrupted
 from cnncli.images import Resize
 from cnncli.inputs import Inputs, SkippedFolders
 from cnncli.loader import Weights
 from cnncli.output import Format, emit
 from cnncli.progress import Meter, progress
 
-#: Ctrl-C, and the polite request to stop that service managers and `timeout` send.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
 
 @dataclass
 class Tally:
-    """How a run went: images classified, images failed, time, and whether it was cut short."""
+    """How a run went: images classified, images failed, time, and what cut it short if anything
+    did."""
 
     classified: int = 0
     failed: int = 0
-    interrupted: bool = False
+    interrupted: Interrupted | None = None
     started: float = field(default_factory=time.perf_counter)
     seconds: float = 0.0
 
@@ -135,8 +134,8 @@ def run(
                     if result.error is not None:
                         meter.print(f"cnn: error: {result.image}: {result.error}", style="red")
                 meter.advance(len(batch))
-        except KeyboardInterrupt:
-            tally.interrupted = True
+        except KeyboardInterrupt as exc:
+            tally.interrupted = Interrupted.of(exc)
         finally:
             batches.close()
     tally.seconds = time.perf_counter() - tally.started
@@ -144,7 +143,7 @@ def run(
 
 
 class StopSignals:
-    """SIGINT and SIGTERM as KeyboardInterrupt, except inside `deferred()`, which they wait for.
+    """SIGINT and SIGTERM as `Interrupted`, except inside `deferred()`, which they wait for.
 
     Python runs signal handlers in the main thread whichever thread the kernel interrupts, so
     this holds while decoder and engine threads run, where blocking the signals in the main
@@ -153,13 +152,13 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.deferring = False
-        self.pending = False
+        self.pending: int | None = None
 
-    def handle(self, _signum: int, _frame: FrameType | None) -> None:
+    def handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.deferring:
-            self.pending = True
+            self.pending = signum
             return
-        raise KeyboardInterrupt
+        raise Interrupted(signum)
 
     @contextmanager
     def deferred(self) -> Iterator[None]:
@@ -168,8 +167,8 @@ class StopSignals:
             yield
         finally:
             self.deferring = False
-        if self.pending:
-            raise KeyboardInterrupt
+        if self.pending is not None:
+            raise Interrupted(self.pending)
 
 
 @contextmanager

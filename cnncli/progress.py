@@ -1,4 +1,5 @@
-"""Progress on stderr while weights load or many images run; silent when stderr is not a tty."""
+"""Progress on stderr while weights load or many images run; off a terminal, only the lines that
+say what a long step is doing."""
 
 from __future__ import annotations
 
@@ -24,9 +25,14 @@ from cnncli.env import Environment
 
 
 @contextmanager
-def status(env: Environment, message: str) -> Iterator[None]:
-    """A spinner with `message` for a step of unknown length (building a model, loading weights)."""
+def status(env: Environment, message: str, announce: bool = False) -> Iterator[None]:
+    """A spinner with `message` for a step of unknown length (building a model, loading weights).
+
+    Off a terminal there is no spinner; a step long and rare enough that a log should say what
+    the process is doing (`announce`: a conversion, a benchmark's step) is one line instead."""
     if not env.stderr_isatty:
+        if announce:
+            env.say(f"cnn: {message}")
         yield
         return
     with env.err_console().status(message):

@@ -1,8 +1,9 @@
 """The one door to TensorFlow/Keras: quiet, and only opened by commands that run models.
 
-Importing TensorFlow costs seconds and prints banners (oneDNN, absl, CPU features). Every module
-that needs Keras calls `import_keras()`, which sets the logging variables before the first import
-so no banner reaches the user, and keeps `cnn --help` and `cnn models` free of TensorFlow.
+Importing TensorFlow costs seconds and prints banners (oneDNN, absl, CPU features) from C++, some
+whatever the logging variables say. Every module that needs Keras calls `import_keras()`, which
+sets the variables and silences the descriptors around the first import so no banner reaches the
+user, and keeps `cnn --help` and `cnn models` free of TensorFlow.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import warnings
 from functools import cache
 from types import ModuleType
 
-from cnncli.quiet import set_quiet_environment
+from cnncli.quiet import native_output_silenced, set_quiet_environment
 
 
 @cache
 def import_keras() -> ModuleType:
     """Import Keras (TensorFlow backend) with every start-up banner silenced."""
     set_quiet_environment()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), native_output_silenced():
         warnings.simplefilter("ignore")
         import keras
         import tensorflow as tf

@@ -74,6 +74,20 @@ def test_weights_list_must_fit_the_archs(cli, weights):
     assert run.exit_code == 2
 
 
+@pytest.mark.parametrize(("option", "value"), [("-a", ",,,"), ("-a", " "), ("-w", ", ,")])
+def test_a_comma_list_naming_nothing_is_a_usage_error(cli, option, value):
+    run = cli("compare", CAT, "-a", "mobilenet_0.25", option, value)
+    assert run.exit_code == 2
+    [line] = run.stderr.splitlines()
+    assert line.startswith("cnn: error: --") and "names nothing" in line
+
+
+def test_blank_items_of_a_comma_list_are_ignored(cli):
+    run = cli("compare", CAT, "-a", "mobilenet_0.25,,", "-w", "none,", "-e", "keras", "-f", "json")
+    assert run.exit_code == 0, run.stderr
+    assert [m["arch"] for m in run.json()["models"]] == ["mobilenet_0.25"]
+
+
 def test_unreadable_photo_is_one_line(cli, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG not really")
