@@ -35,15 +35,14 @@ import stream  # noqa: E402  (benchmarks/stream.py)
 
 from cnncli import registry  # noqa: E402
 from cnncli.bench import machine  # noqa: E402
-from cnncli.classify import classify  # noqa: E402
 from cnncli.engines import Engine, open_classifier  # noqa: E402
 from cnncli.env import Environment  # noqa: E402
 from cnncli.images import Resize  # noqa: E402
 from cnncli.inputs import Entry  # noqa: E402
 from cnncli.loader import Weights, build  # noqa: E402
+from cnncli.pipeline import classify_entries  # noqa: E402
 
 SINGLE = ("resnet50", "mobilenet_v2")
-COMPARE = ("vgg16", "inception_v3", "resnet50", "densenet121")
 TARGET = 5.0
 
 
@@ -77,7 +76,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cnncli-bench-") as folder:
         work = Path(folder)
         env = prepare_environment(work)
-        weights = {name: seeded_weights(name, work) for name in dict.fromkeys(SINGLE + COMPARE)}
+        weights = {
+            name: seeded_weights(name, work) for name in dict.fromkeys(SINGLE + registry.COMPARED)
+        }
         photos = sorted((ROOT / "sample_images").glob("*.jpg"))
         lines = header()
         lines += single_photo(weights, photos, env, args.repeats)
@@ -105,12 +106,14 @@ def single_photo(weights: dict[str, Path], photos: list[Path], env, repeats: int
 
 def comparison(weights: dict[str, Path], photo: Path, env, repeats: int) -> list[str]:
     """(c): `cnn compare` with its default four against the plain script run four times."""
-    ours = cnn("compare", photo, "-w", ",".join(str(weights[a]) for a in COMPARE))
+    ours = cnn("compare", photo, "-w", ",".join(str(weights[a]) for a in registry.COMPARED))
     timed(ours, env)  # converts the four once
-    plain = sum(median_over([keras_script(a, weights[a], photo)], env, repeats) for a in COMPARE)
+    plain = sum(
+        median_over([keras_script(a, weights[a], photo)], env, repeats) for a in registry.COMPARED
+    )
     mine = median_over([ours], env, repeats)
     ratio = plain / mine
-    lines = ["", f"## (c) `cnn compare` ({', '.join(COMPARE)})", "",
+    lines = ["", f"## (c) `cnn compare` ({', '.join(registry.COMPARED)})", "",
              "| four runs of (a), s | `cnn compare`, warm cache, s | speed-up |", "|---|---|---|",
              f"| {plain:.2f} | {mine:.2f} | {ratio:.1f}x ({verdict(ratio)}) |"]  # fmt: skip
     print(lines[-1], flush=True)
@@ -128,9 +131,9 @@ def throughput(weights: dict[str, Path], photos: list[Path], cache: Path) -> lis
         for engine in (Engine.keras, Engine.litert):
             source, env = Weights("file", weights[arch]), Environment(cache_dir=cache)
             classifier = open_classifier(registry.get(arch), source, engine, env)
-            classify(classifier, many[:16], 5, Resize.crop, 16)
+            classify_entries(classifier, many[:16], 5, Resize.crop, 16)
             start = time.perf_counter()
-            classify(classifier, many, 5, Resize.crop, 16)
+            classify_entries(classifier, many, 5, Resize.crop, 16)
             rates[engine] = len(many) / (time.perf_counter() - start)
         ratio = rates[Engine.litert] / rates[Engine.keras]
         met = "met" if ratio >= 1 else "MISSED"

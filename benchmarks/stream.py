@@ -7,7 +7,7 @@ their sizes and decoding cost are those of photos), a seeded weights file and a 
 compiled-model cache, all in a temporary folder. Then, alternating for `--rounds` rounds:
 
 - model: images/s of `Classifier.scores` on already-decoded tensors at the batch size;
-- stream: images/s of `classify.stream` over the files (discovery, decoding, inference);
+- stream: images/s of `pipeline.stream` over the files (discovery, decoding, inference);
 - cli: images/s that `cnn classify DIR --format jsonl --output FILE` reports in its summary
   line (the run itself, after the model is loaded), as a fresh process.
 
@@ -39,12 +39,16 @@ sys.path.insert(0, str(ROOT))
 
 from cnncli import litert, registry  # noqa: E402
 from cnncli.bench import machine  # noqa: E402
-from cnncli.classify import Classifier, stream  # noqa: E402
-from cnncli.engines import Engine, open_classifier  # noqa: E402
+from cnncli.engines import (  # noqa: E402
+    Classifier,
+    Engine,
+    open_classifier,
+)
 from cnncli.env import Environment  # noqa: E402
 from cnncli.images import Resize, load_array  # noqa: E402
 from cnncli.inputs import Inputs  # noqa: E402
 from cnncli.loader import Weights, build  # noqa: E402
+from cnncli.pipeline import stream  # noqa: E402
 
 
 def write_photos(folder: Path, count: int, size: tuple[int, int] = (640, 480)) -> list[Path]:
@@ -149,7 +153,7 @@ def table(median: dict[str, float], what: str, rounds: int) -> list[str]:
              "speed on already-decoded tensors.", "",
              "| run | images/s | share of the model's |", "|---|---|---|",
              f"| model alone, decoded tensors | {median['model']:.1f} | 100% |"]  # fmt: skip
-    for name, label in (("stream", "library stream (`classify.stream`)"),
+    for name, label in (("stream", "library stream (`pipeline.stream`)"),
                         ("cli", "`cnn classify DIR -f jsonl -o FILE`")):  # fmt: skip
         share = median[name] / median["model"]
         met = "met" if share >= 0.9 else "MISSED"

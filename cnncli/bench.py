@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -28,14 +26,14 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cnncli.classify import Classifier
-from cnncli.engines import Engine, open_classifier
+from cnncli.engines import Classifier, Engine, open_classifier
 from cnncli.env import Environment
 from cnncli.images import Resize, load_array
 from cnncli.loader import Weights, build
 from cnncli.output import CsvRows
 from cnncli.progress import status
 from cnncli.registry import Arch
+from cnncli.timing import warm_median
 
 
 @dataclass(frozen=True)
@@ -113,17 +111,6 @@ def machine() -> dict[str, object]:
             "platform": platform.platform()}  # fmt: skip
 
 
-def median_seconds(run: Callable[[], object], repeats: int) -> float:
-    """Median wall time of `run` over `repeats` calls, after one untimed warm-up call."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def cold_process_seconds(arguments: Sequence[str], repeats: int, env: dict[str, str]) -> float:
     """Median wall time of `python -m cnncli ARGUMENTS` as a fresh process (warm cache)."""
     command = [sys.executable, "-m", "cnncli", *arguments]
@@ -131,7 +118,7 @@ def cold_process_seconds(arguments: Sequence[str], repeats: int, env: dict[str, 
     def spawn() -> None:
         subprocess.run(command, check=True, capture_output=True, env=env, timeout=900)
 
-    return median_seconds(spawn, repeats)
+    return warm_median(spawn, repeats)[1]
 
 
 def warm_figures(
@@ -139,9 +126,9 @@ def warm_figures(
 ) -> tuple[float, float]:
     """(ms per image at batch 1, images/s at `batch`) on already-decoded pixels."""
     pixels = load_array(photo, classifier.arch.input_size, Resize.crop)[None]
-    single = median_seconds(lambda: classifier.scores(pixels), repeats)
+    single = warm_median(lambda: classifier.scores(pixels), repeats)[1]
     batched = np.repeat(pixels, batch, axis=0)
-    per_batch = median_seconds(lambda: classifier.scores(batched), repeats)
+    per_batch = warm_median(lambda: classifier.scores(batched), repeats)[1]
     return single * 1000, batch / per_batch
 
 

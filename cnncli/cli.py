@@ -267,7 +267,7 @@ def classify(
     inputs = Inputs(tuple(images or ()), recursive, files_from)
     inputs.check()
     job = pipeline.Job(inputs, source, top, resize, batch_size, fmt, output, resume, verbose)
-    tally = pipeline.classify_all(env, job, lambda: open_classifier(record, source, engine, env))
+    tally = pipeline.run_job(env, job, lambda: open_classifier(record, source, engine, env))
     if tally.interrupted:
         raise tally.interrupted
     if tally.failed:
@@ -279,7 +279,7 @@ def classify(
 def compare(
     ctx: typer.Context,
     image: Annotated[str, typer.Argument(metavar="IMAGE", help="One photo.")],
-    archs: ArchsOption = "vgg16,inception_v3,resnet50,densenet121",
+    archs: ArchsOption = ",".join(registry.COMPARED),
     top: TopOption = 5,
     weights: Annotated[
         str,
@@ -304,8 +304,7 @@ def compare(
 ) -> None:
     """Several architectures side by side on the same photo."""
     from cnncli import compare as lib
-    from cnncli.classify import Classifier
-    from cnncli.engines import open_classifier, warn_if_random
+    from cnncli.engines import Classifier, open_classifier, warn_if_random
     from cnncli.loader import Weights
 
     env = environment(ctx)
@@ -325,13 +324,13 @@ def compare(
     warn_if_random(env, pairs)
     result = lib.compare(image, [(r, loader(r, s)) for r, s in pairs], top, resize)
     if explain_to is not None:
-        from cnncli import gradcam
+        from cnncli import gradcam, overlays
         from cnncli.engines import keras_model
 
         top1 = [run.predictions[0].index for run in result.runs]
         models = [(r, functools.partial(keras_model, r, s, env)) for r, s in pairs]
         explanations = gradcam.explain_each(image, models, top1, resize)
-        gradcam.save(gradcam.comparison_montage(explanations), explain_to)
+        overlays.save(gradcam.comparison_montage(explanations), explain_to)
     emit(env, fmt, result.as_dict(), lambda: lib.render(result), lambda: lib.rows(result))
 
 
@@ -370,7 +369,7 @@ def explain(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Where the classifier looked: Grad-CAM heatmaps (always on Keras, for gradients)."""
-    from cnncli import gradcam
+    from cnncli import gradcam, labels
     from cnncli.engines import keras_model, warn_if_random
     from cnncli.loader import Weights
     from cnncli.progress import status
@@ -378,7 +377,7 @@ def explain(
     env = environment(ctx)
     record, source = registry.get(arch), Weights.parse(weights)
     warn_if_random(env, [(record, source)])
-    targets = [gradcam.resolve_class(query).index for query in classes or []]
+    targets = [labels.resolve_class(query).index for query in classes or []]
     model = keras_model(record, source, env)
     with status(env, f"Grad-CAM with {record.name}"):
         explanations = gradcam.explain(model, record, image, targets, top, resize)

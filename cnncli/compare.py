@@ -8,8 +8,6 @@ timed passes. The majority top-1 shows where architectures agree.
 from __future__ import annotations
 
 import dataclasses
-import statistics
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,13 +19,14 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cnncli.classify import Classifier
+from cnncli.engines import Classifier
 from cnncli.images import Resize, load_array
 from cnncli.labels import Prediction, decode
 from cnncli.output import CsvRows, human
 from cnncli.registry import Arch
+from cnncli.timing import warm_median
 
-DEFAULT_ARCHS = ("vgg16", "inception_v3", "resnet50", "densenet121")
+#: Timed forward passes per model, after its warm-up pass.
 TIMED_RUNS = 3
 
 
@@ -71,17 +70,6 @@ class Comparison:
         }
 
 
-def timed_forward(classifier: Classifier, pixels: np.ndarray) -> tuple[np.ndarray, float]:
-    """Scores for one image and the median forward-pass milliseconds after one warm-up."""
-    scores = classifier.scores(pixels)
-    times = []
-    for _ in range(TIMED_RUNS):
-        start = time.perf_counter()
-        classifier.scores(pixels)
-        times.append((time.perf_counter() - start) * 1000)
-    return scores, statistics.median(times)
-
-
 def compare(
     image: str,
     models: Sequence[tuple[Arch, Callable[[], Classifier]]],
@@ -95,20 +83,17 @@ def compare(
     pixels = {
         arch.input_size: load_array(image, arch.input_size, resize)[None] for arch, _ in models
     }
-    runs = []
-    for arch, make in models:
-        classifier = make()
-        scores, ms = timed_forward(classifier, pixels[arch.input_size])
-        runs.append(
-            ModelRun(
-                classifier.arch.name,
-                tuple(decode(scores[0], top)),
-                classifier.arch.params,
-                ms,
-                classifier.engine,
-            )
-        )
+    runs = [_run(make(), pixels[arch.input_size], top) for arch, make in models]
     return _with_majority(image, runs)
+
+
+def _run(classifier: Classifier, pixels: np.ndarray, top: int) -> ModelRun:
+    """One model's answer for the photo, timed after a warm-up pass."""
+    scores, seconds = warm_median(lambda: classifier.scores(pixels), TIMED_RUNS)
+    arch = classifier.arch
+    return ModelRun(
+        arch.name, tuple(decode(scores[0], top)), arch.params, seconds * 1000, classifier.engine
+    )
 
 
 def _with_majority(image: str, runs: list[ModelRun]) -> Comparison:

@@ -1,26 +1,59 @@
 """Engines: what runs a registry record's forward pass, and how `--engine auto` chooses.
 
-`keras` is the reference: always there, needed for summaries and Grad-CAM. `litert` runs a
-LiteRT conversion of the same model from the compiled-model cache, without importing TensorFlow
-once the entry exists. `auto` takes `litert` when its runtime is installed and the model
-converts, and says when it falls back.
+A `Classifier` pairs a registry record with a forward pass (a batch of preprocessed pixels in,
+softmax scores out), so preprocessing and decoding derive from the record and are never restated
+by callers. `keras` is the reference: always there, needed for summaries and Grad-CAM. `litert`
+runs a LiteRT conversion of the same model from the compiled-model cache, without importing
+TensorFlow once the entry exists. `auto` takes `litert` when its runtime is installed and the
+model converts, and says when it falls back.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cnncli import litert, loader
 from cnncli.cache import CacheUnwritable, ModelCache
-from cnncli.classify import Classifier, keras_forward
 from cnncli.env import Environment
 from cnncli.errors import CnnError, UsageError, first_line
+from cnncli.preprocess import preprocess
 from cnncli.progress import status
 from cnncli.registry import Arch
+
+Forward = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Classifier:
+    """A registry record and its forward pass (preprocessed batch -> softmax scores).
+
+    Which engine runs the pass (`engines.open_classifier` chooses) is recorded for the output.
+    """
+
+    arch: Arch
+    forward: Forward
+    engine: str
+
+    def scores(self, pixels: np.ndarray) -> np.ndarray:
+        """Softmax scores (n, 1000) for RGB pixels (n, size, size, 3) in 0-255."""
+        return self.forward(preprocess(pixels, self.arch.preprocessing))
+
+
+def keras_forward(model: Any) -> Forward:
+    """A compiled forward pass: `predict_on_batch` traces once (eager calls are ~4x slower
+    here), and unlike `predict` it prints no progress bar and adds no per-call dataset setup."""
+
+    def forward(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict_on_batch(batch))
+
+    return forward
 
 
 class Engine(str, Enum):

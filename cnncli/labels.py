@@ -13,7 +13,7 @@ from importlib import resources
 
 import numpy as np
 
-from cnncli.errors import CnnError
+from cnncli.errors import CnnError, UsageError, did_you_mean
 
 NUM_CLASSES = 1000
 
@@ -80,6 +80,18 @@ def find_class(query: str) -> ImageNetClass | None:
         if folded in (cls.wnid, cls.label.lower()):
             return cls
     return None
+
+
+def resolve_class(query: str) -> ImageNetClass:
+    """The class a user named by label, index or WordNet id; `UsageError` otherwise."""
+    found = find_class(query)
+    if found is not None:
+        return found
+    hint = did_you_mean(query.strip().replace(" ", "_"), [cls.label for cls in classes()])
+    raise UsageError(
+        f"unknown ImageNet class '{query}': give a label (tabby), an index (0-999) or a WordNet "
+        f"id (n02123045){hint}"
+    )
 
 
 def decode(scores: np.ndarray, top: int) -> list[Prediction]:

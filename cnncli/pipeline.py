@@ -1,5 +1,6 @@
-"""A run over many images (`cnn classify`): batches of results written as they come, errors
-reported on stderr as they come, progress, and a closing tally.
+"""Photos through a classifier: decoded ahead in a thread pool while the model runs, batch by
+batch (`stream`), and a whole `cnn classify` run over a library: batches of results written as
+they come, errors reported on stderr as they come, progress, and a closing tally.
 
 One image never stops the run (its error is a result), and Ctrl-C (or SIGTERM) ends it cleanly:
 a batch is written and counted as one step that a signal waits for, so the tally counts exactly
@@ -8,24 +9,117 @@ what was written and nothing is ever half-written.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from types import FrameType
 
+import numpy as np
+
 from cnncli import classify, results_file
-from cnncli.classify import Classifier, ImageResult
+from cnncli.classify import ImageResult
+from cnncli.engines import Classifier
 from cnncli.env import Environment
-from cnncli.errors import STOP_SIGNALS, Interrupted
-from cnncli.images import Resize
-from cnncli.inputs import Inputs, SkippedFolders
+from cnncli.errors import STOP_SIGNALS, InputError, Interrupted
+from cnncli.images import Resize, load_array
+from cnncli.inputs import Entry, Inputs, SkippedFolders
+from cnncli.labels import ScoresError, decode
 from cnncli.loader import Weights
 from cnncli.output import Format, emit
 from cnncli.progress import Meter, progress
+
+#: Batches decoded ahead of the one the model runs: enough to keep it busy, few enough that
+#: memory stays a few batches of pixels.
+LOOKAHEAD = 2
+
+
+def classify_entries(
+    classifier: Classifier,
+    entries: Iterable[Entry],
+    top: int,
+    resize: Resize,
+    batch_size: int,
+) -> list[ImageResult]:
+    """Results for `entries` in order; images go through the model `batch_size` at a time."""
+    batches = stream(classifier, entries, top, resize, batch_size)
+    return [result for batch in batches for result in batch]
+
+
+def stream(
+    classifier: Classifier,
+    entries: Iterable[Entry],
+    top: int,
+    resize: Resize,
+    batch_size: int,
+) -> Iterator[list[ImageResult]]:
+    """Results a batch at a time, in input order, with memory bounded whatever the count.
+
+    A thread pool decodes the next `LOOKAHEAD` batches while the model runs the current one
+    (Pillow and the engines release the GIL), so decoding hides behind inference; `entries` is
+    read only as far as that look-ahead.
+    """
+    size = classifier.arch.input_size
+    pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="cnn-decode")
+    pending: deque[list[tuple[str, Future[np.ndarray | str]]]] = deque()
+    try:
+        for chunk in _chunks(entries, batch_size):
+            pending.append([(e.image, pool.submit(_decode, e, size, resize)) for e in chunk])
+            if len(pending) > LOOKAHEAD:
+                yield _infer(classifier, pending.popleft(), top)
+        while pending:
+            yield _infer(classifier, pending.popleft(), top)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _chunks(entries: Iterable[Entry], size: int) -> Iterator[list[Entry]]:
+    iterator = iter(entries)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _decode(entry: Entry, size: int, resize: Resize) -> np.ndarray | str:
+    """The model's input for one entry, or why there is none. Whatever a file holds, its
+    failure is its own: an unexpected exception from a decoder is reported, not raised."""
+    if entry.error is not None:
+        return entry.error
+    try:
+        return load_array(entry.image, size, resize)
+    except InputError as exc:
+        return exc.reason
+    except Exception as exc:
+        return f"cannot decode image ({type(exc).__name__}: {exc})"
+
+
+def _infer(
+    classifier: Classifier, pending: list[tuple[str, Future[np.ndarray | str]]], top: int
+) -> list[ImageResult]:
+    """One batch: a forward pass over its decoded images, errors kept in place."""
+    decoded = [(image, future.result()) for image, future in pending]
+    pixels = [value for _, value in decoded if not isinstance(value, str)]
+    scores = iter(classifier.scores(np.stack(pixels)) if pixels else [])
+    return [
+        ImageResult(image, error=value)
+        if isinstance(value, str)
+        else _predicted(image, next(scores), top)
+        for image, value in decoded
+    ]
+
+
+def _predicted(image: str, scores: np.ndarray, top: int) -> ImageResult:
+    """An image's top classes, or the error of scores that rank nothing (NaN from bad weights)."""
+    try:
+        return ImageResult(image, tuple(decode(scores, top)))
+    except ScoresError as exc:
+        return ImageResult(image, error=str(exc))
 
 
 @dataclass
@@ -68,7 +162,7 @@ class Job:
     verbose: bool = False
 
 
-def classify_all(env: Environment, job: Job, open_classifier: Callable[[], Classifier]) -> Tally:
+def run_job(env: Environment, job: Job, open_classifier: Callable[[], Classifier]) -> Tally:
     """Every image of `job` through the classifier `open_classifier` makes (called once the
     output file is checked, locked and read for `--resume`, so a file that must not be written
     fails before any model loads). jsonl and csv are written a batch at a time, table and json
@@ -114,10 +208,10 @@ def _classify(
         batches = classify.stream(classifier, entries, job.top, job.resize, job.batch_size)
         streamed = job.fmt in results_file.STREAMED
         write = results_file.Writer(env.stdout, job.fmt).write if streamed else results.extend
-        return run(batches, write, meter), results
+        return _drive(batches, write, meter), results
 
 
-def run(
+def _drive(
     batches: Generator[list[ImageResult], None, None],
     write: Callable[[list[ImageResult]], None],
     meter: Meter,

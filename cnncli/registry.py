@@ -13,12 +13,11 @@ Parameter counts are exact (they equal the built models'; the heavy test sweep c
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from cnncli.errors import UsageError
+from cnncli.errors import UsageError, did_you_mean
 
 #: How pixels in 0-255 RGB become the network's input (Keras's `imagenet_utils` modes).
 #: "caffe": RGB->BGR minus the ImageNet channel means; "tf": scale to [-1, 1]; "torch": scale to
@@ -199,6 +198,10 @@ def _convnexts() -> list[Arch]:
 
 ARCHS: dict[str, Arch] = {arch.name: arch for arch in _entries()}
 
+#: The architectures `cnn compare` runs unless told otherwise: four generations of ImageNet CNNs,
+#: each with its own input size and preprocessing.
+COMPARED = ("vgg16", "inception_v3", "resnet50", "densenet121")
+
 
 def normalize(name: str) -> str:
     """Fold spelling differences: `ResNet50`, `resnet-50` and `resnet_50` are one key."""
@@ -223,7 +226,5 @@ def get(name: str) -> Arch:
     arch = _INDEX.get(normalize(name))
     if arch is not None:
         return arch
-    close = difflib.get_close_matches(normalize(name), list(_INDEX), n=3, cutoff=0.5)
-    names = sorted({_INDEX[key].name for key in close})
-    hint = f"; did you mean {' or '.join(names)}?" if names else ""
+    hint = did_you_mean(normalize(name), {key: arch.name for key, arch in _INDEX.items()}, 0.5)
     raise UsageError(f"unknown architecture '{name}' (`cnn models` lists them all){hint}")

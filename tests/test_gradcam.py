@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from cnncli import gradcam, registry
+from cnncli import gradcam, labels, overlays, registry
 from cnncli.errors import CnnError, UsageError
 from cnncli.images import Resize, load_array
 from cnncli.loader import Weights, build
@@ -128,9 +128,9 @@ def cat_and_coffee(tmp_path_factory):
 @pytest.mark.parametrize(("label", "half"), [("Egyptian_cat", "left"), ("espresso", "right")])
 def test_the_class_heats_its_own_half(mobilenet, cat_and_coffee, label, half):
     arch, model = mobilenet
-    target = gradcam.resolve_class(label)
+    target = labels.resolve_class(label)
     [result] = gradcam.explain(model, arch, cat_and_coffee, [target.index], 1, Resize.stretch)
-    heat, seen = gradcam.heat_on_photo(result.photo, result.heat, arch.input_size, Resize.stretch)
+    heat, seen = overlays.heat_on_photo(result.photo, result.heat, arch.input_size, Resize.stretch)
     assert heat.shape == (224, 448) and seen.all()
     left = mass(heat, slice(None), slice(0, 224))
     share = left if half == "left" else 1 - left
@@ -143,7 +143,7 @@ def test_crop_heat_covers_the_crop_and_nothing_else(mobilenet):
     arch, model = mobilenet
     [result] = gradcam.explain(model, arch, SAMPLES / "cat.jpg", None, 1, Resize.crop)
     assert result.target.label == "Egyptian_cat"
-    heat, seen = gradcam.heat_on_photo(result.photo, result.heat, 224, Resize.crop)
+    heat, seen = overlays.heat_on_photo(result.photo, result.heat, 224, Resize.crop)
     # cat.jpg is 451x300: scaled to 385x256, the centre 224 square is x 80-304, y 16-240, which
     # is x 94-356, y 19-281 on the photo.
     columns, rows = np.flatnonzero(seen.any(axis=0)), np.flatnonzero(seen.any(axis=1))
@@ -196,13 +196,13 @@ def test_every_architecture_has_a_grad_cam_layer(name):
 
 # --- renderings --------------------------------------------------------------------------------
 
-UNSEEN = round(255 * gradcam.UNSEEN_BRIGHTNESS)
+UNSEEN = round(255 * overlays.UNSEEN_BRIGHTNESS)
 
 
 @pytest.mark.parametrize("resize", list(Resize))
 def test_overlay_has_the_photos_size_and_greys_out_what_the_crop_cut(resize):
     photo = Image.new("RGB", (448, 224), "white")
-    image = gradcam.overlay(photo, np.ones((7, 7)), resize, 224, "tabby 0.500", alpha=0.5)
+    image = overlays.overlay(photo, np.ones((7, 7)), resize, 224, "tabby 0.500", alpha=0.5)
     assert image.size == photo.size
     pixels = np.asarray(image).astype(int)
     # Crop: scaled to 512x256, the centre square is x 144-368, y 16-240, which is x 126-322,
@@ -219,8 +219,8 @@ def test_overlay_has_the_photos_size_and_greys_out_what_the_crop_cut(resize):
 
 def test_caption_is_drawn_on_a_dark_strip():
     photo = Image.new("RGB", (300, 200), "white")
-    bare = np.asarray(gradcam.overlay(photo, np.zeros((7, 7)), Resize.stretch, 224, alpha=0.0))
-    captioned = np.asarray(gradcam.overlay(photo, np.zeros((7, 7)), Resize.stretch, 224, "cup"))
+    bare = np.asarray(overlays.overlay(photo, np.zeros((7, 7)), Resize.stretch, 224, alpha=0.0))
+    captioned = np.asarray(overlays.overlay(photo, np.zeros((7, 7)), Resize.stretch, 224, "cup"))
     assert (bare == 255).all()
     bottom = captioned[-5:].astype(int)
     assert bottom.mean() < 100  # the strip
@@ -234,7 +234,7 @@ def test_montage_puts_the_panels_side_by_side_at_one_height():
         (Image.new("RGB", size, colour), f"arch{i}\nlabel 0.5")
         for i, (size, colour) in enumerate(zip(sizes, colours, strict=True))
     ]
-    sheet = gradcam.montage(panels, height=100)
+    sheet = overlays.montage(panels, height=100)
     row = np.asarray(sheet)[sheet.height - 50]
     widths = [int((row == colour).all(axis=1).sum()) for colour in colours]
     assert widths == [200, 100, 50]
@@ -254,7 +254,7 @@ def test_a_comparison_has_a_titled_panel_per_architecture(quadrant_model, red_an
     ]
     assert explanations[0].title.startswith("quadrants\ntench ")
     sheet = gradcam.comparison_montage(explanations)
-    panel = gradcam.PANEL_HEIGHT  # the 64x64 photo, scaled to the panel height
+    panel = overlays.PANEL_HEIGHT  # the 64x64 photo, scaled to the panel height
     assert sheet.height > panel and 2 * panel < sheet.width < 2 * panel + 60
 
 
@@ -262,14 +262,14 @@ def test_terminal_blocks_render_in_colour_and_without():
     heat = np.zeros((7, 7))
     heat[0, 0] = 1.0
     colour = Console(file=io.StringIO(), record=True, color_system="truecolor", width=80)
-    colour.print(gradcam.terminal_blocks(heat))
+    colour.print(overlays.terminal_blocks(heat))
     lines = colour.export_text(clear=False).splitlines()
-    assert lines == ["▀" * gradcam.TERMINAL_COLUMNS] * (gradcam.TERMINAL_COLUMNS // 2)
+    assert lines == ["▀" * overlays.TERMINAL_COLUMNS] * (overlays.TERMINAL_COLUMNS // 2)
     assert "\x1b[38;2;" in colour.export_text(styles=True)
     plain = Console(file=io.StringIO(), record=True, color_system=None, width=80)
-    plain.print(gradcam.terminal_blocks(heat))
+    plain.print(overlays.terminal_blocks(heat))
     shaded = plain.export_text().splitlines()
-    assert len(shaded) == gradcam.TERMINAL_COLUMNS // 2
+    assert len(shaded) == overlays.TERMINAL_COLUMNS // 2
     assert shaded[0][0] == "█" and shaded[-1].strip() == ""
 
 
@@ -278,23 +278,23 @@ def test_terminal_blocks_render_in_colour_and_without():
 
 @pytest.mark.parametrize("query", ["tabby", "Tabby", "281", "n02123045"])
 def test_a_class_is_named_by_label_index_or_wnid(query):
-    assert gradcam.resolve_class(query).index == 281
+    assert labels.resolve_class(query).index == 281
 
 
 def test_an_unknown_class_suggests_close_labels():
     with pytest.raises(UsageError, match="did you mean tabby"):
-        gradcam.resolve_class("tabbby")
+        labels.resolve_class("tabbby")
 
 
 def test_more_overlays_are_numbered_after_the_first(tmp_path):
     out = tmp_path / "cam.png"
-    assert gradcam.output_paths(out, 3) == [out, tmp_path / "cam_2.png", tmp_path / "cam_3.png"]
+    assert overlays.output_paths(out, 3) == [out, tmp_path / "cam_2.png", tmp_path / "cam_3.png"]
 
 
 @pytest.mark.parametrize("name", ["missing/cam.png", "cam.unknown"])
 def test_an_unwritable_output_is_one_error(tmp_path, name):
     with pytest.raises(CnnError, match="cannot write"):
-        gradcam.save(Image.new("RGB", (4, 4)), tmp_path / name)
+        overlays.save(Image.new("RGB", (4, 4)), tmp_path / name)
 
 
 # --- the commands ------------------------------------------------------------------------------
@@ -337,8 +337,8 @@ def test_explain_in_a_terminal_draws_the_heat_under_the_label(cli):
     assert run.exit_code == 0, run.stderr
     heading, *blocks = run.stdout.rstrip("\n").splitlines()
     assert "mobilenet_0.25" in heading and "tabby (n02123045, #281)" in heading
-    assert len(blocks) == gradcam.TERMINAL_COLUMNS // 2
-    assert set("".join(blocks)) <= set(gradcam.SHADES) and "█" in "".join(blocks)
+    assert len(blocks) == overlays.TERMINAL_COLUMNS // 2
+    assert set("".join(blocks)) <= set(overlays.SHADES) and "█" in "".join(blocks)
 
 
 def test_explain_an_unknown_class_is_a_usage_error(cli):
@@ -355,6 +355,6 @@ def test_compare_explain_writes_a_montage_of_every_architecture(cli, tmp_path):
     assert run.exit_code == 0, run.stderr
     assert [m["arch"] for m in run.json()["models"]] == archs.split(",")
     with Image.open(SAMPLES / "cat.jpg") as photo, Image.open(out) as sheet:
-        height = gradcam.PANEL_HEIGHT
+        height = overlays.PANEL_HEIGHT
         panel = round(photo.width * height / photo.height)  # each photo at the panel height
         assert sheet.height > height and 2 * panel < sheet.width < 2 * panel + 60

@@ -25,9 +25,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from cnncli import classify, litert, registry
+from cnncli import litert, pipeline, registry
+from cnncli.classify import CSV_HEADER
 from cnncli.cli import app
-from cnncli.engines import Engine, open_classifier
+from cnncli.engines import Classifier, Engine, open_classifier
 from cnncli.env import Environment
 from cnncli.images import Resize
 from cnncli.inputs import Entry, Inputs
@@ -77,7 +78,7 @@ class Model:
         return subprocess.run(command, input=stdin, capture_output=True, text=True,
                               env=self.env(), cwd=ROOT, timeout=300)  # fmt: skip
 
-    def classifier(self) -> classify.Classifier:
+    def classifier(self) -> Classifier:
         return open_classifier(registry.get(ARCH), Weights("file", self.weights), Engine.litert,
                                Environment(cache_dir=self.cache))  # fmt: skip
 
@@ -111,9 +112,9 @@ def test_stream_reads_the_inputs_only_a_few_batches_ahead(model, photos):
             pulled.append(path)
             yield Entry(str(path))
 
-    batches = classify.stream(model.classifier(), entries(), 3, Resize.crop, 4)
+    batches = pipeline.stream(model.classifier(), entries(), 3, Resize.crop, 4)
     first = next(batches)
-    assert len(pulled) == 4 * (classify.LOOKAHEAD + 1)  # memory is a few batches, not the library
+    assert len(pulled) == 4 * (pipeline.LOOKAHEAD + 1)  # memory is a few batches, not the library
     images = [r.image for batch in [first, *batches] for r in batch]
     assert images == [str(p) for p in photos]
     assert len(pulled) == len(photos)
@@ -123,7 +124,7 @@ def test_a_file_that_vanishes_after_listing_is_an_error_in_place(model, tmp_path
     paths = write_jpegs(tmp_path, 5)
     entries = list(Inputs((str(tmp_path),)).entries())
     paths[2].unlink()
-    results = classify.classify(model.classifier(), entries, 3, Resize.crop, 2)
+    results = pipeline.classify_entries(model.classifier(), entries, 3, Resize.crop, 2)
     assert [r.error for r in results] == [None, None, "no such file", None, None]
 
 
@@ -146,7 +147,7 @@ def test_csv_output_file_has_one_header_and_rows_in_input_order(model, photos, t
     run = model.run(*args)
     assert run.exit_code == 1 and run.stdout == ""
     rows = list(csv.reader(io.StringIO(out.read_text())))
-    assert rows[0] == list(classify.CSV_HEADER)
+    assert rows[0] == list(CSV_HEADER)
     assert [r[0] for r in rows[1:]] == [str(photos[0])] * 3 + [str(missing)] + [str(photos[1])] * 3
     again = model.run(*args, "--resume")
     # CSV spreads an image over rows: the last one is redone, in case a crash cut it short;
