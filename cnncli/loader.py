@@ -77,14 +77,14 @@ def build(arch: Arch, weights: Weights) -> Any:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return make(weights="imagenet", input_shape=shape, **arch.constructor_kwargs)
+                return make(weights="imagenet", input_shape=shape, **arch.kwargs)
         except Exception as exc:
             if "URL fetch failure" in str(exc) or isinstance(exc, OSError):
                 raise imagenet_error(arch, exc, present) from exc
             raise
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = make(weights=None, input_shape=shape, **arch.constructor_kwargs)
+        model = make(weights=None, input_shape=shape, **arch.kwargs)
     if weights.path is not None:
         load_weights_file(model, arch, weights.path)
     return model

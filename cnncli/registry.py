@@ -2,8 +2,9 @@
 
 A record says how to build the model (Keras constructor and arguments), what it eats (input size,
 preprocessing mode), what it is (family, year) and what it is known to achieve (the Keras
-documentation's ImageNet top-1/top-5 and parameter count). A new architecture is one
-entry in `ARCHS`. Nothing here imports TensorFlow, so listing and lookup are instant.
+documentation's ImageNet top-1/top-5 and parameter count), every field by keyword. A new
+architecture is one record in `_records()`. Nothing here imports TensorFlow, so listing and lookup
+are instant.
 
 Reference figures: Keras's applications table (keras.io/api/applications) for the base models;
 for width variants that table does not list, the original papers (MobileNet v1 Table 6, MobileNetV2
@@ -14,6 +15,7 @@ Parameter counts are exact (they equal the built models'; the heavy test sweep c
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,170 +35,402 @@ POOL_INPUT = "<global pooling input>"
 LOCAL = "cnncli.basic_resnet:"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Arch:
-    """Everything cnncli knows about one architecture."""
+    """Everything cnncli knows about one architecture, by keyword (timm's pretrained configs are
+    the model): a swapped top-1 and top-5 cannot pass unnoticed as positional fields could."""
 
     name: str
-    constructor: str  # keras.applications attribute ("ResNet50") or "module:function"
-    module: str  # keras.applications submodule whose preprocess_input matches `preprocessing`
-    preprocessing: Preprocessing
-    input_size: int
     family: str
     year: int
-    params: int  # parameters of the full classifier, exactly as the built model counts them
-    top1: float | None  # reference ImageNet validation accuracy, in percent
-    top5: float | None
-    feature_layer: str  # last convolutional feature map, for Grad-CAM
-    kwargs: tuple[tuple[str, Any], ...] = ()
-    aliases: tuple[str, ...] = field(default=())
+    #: keras.applications attribute ("ResNet50"), or "module:function" for one of ours (`LOCAL`).
+    constructor: str
+    #: Keyword arguments for the constructor besides weights and input shape (MobileNet's alpha).
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    #: keras.applications submodule whose `preprocess_input` matches `preprocessing`.
+    module: str
+    preprocessing: Preprocessing
+    input_size: int = 224
+    #: Parameters of the full classifier, exactly as the built model counts them.
+    params: int
+    #: Reference ImageNet validation accuracy in percent, where one is published.
+    top1: float | None = None
+    top5: float | None = None
+    #: The last convolutional feature map, for Grad-CAM.
+    feature_layer: str = POOL_INPUT
+    #: Where trained weights come from: "imagenet" (Keras's published download), or None where
+    #: none are published (then `--weights none` or a file).
+    weights: Literal["imagenet"] | None = "imagenet"
+    aliases: tuple[str, ...] = ()
+
+    def __hash__(self) -> int:  # a record is its name (`kwargs`, a dict, does not hash)
+        return hash(self.name)
 
     @property
     def pretrained(self) -> bool:
         """Whether Keras publishes ImageNet weights for this architecture."""
-        return not self.constructor.startswith(LOCAL)
+        return self.weights == "imagenet"
 
     @property
     def weights_mb(self) -> float:
         """Size of the float32 weights in MiB (what Keras's table lists as the model's size)."""
         return self.params * 4 / 2**20
 
-    @property
-    def constructor_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for the constructor, besides weights and input shape."""
-        return dict(self.kwargs)
 
-
-def _entries() -> list[Arch]:
-    """All records. Columns: name, constructor, module, mode, size, family, year, params, top-1,
-    top-5, feature layer, then constructor arguments and aliases."""
-    a = Arch
-    pool = POOL_INPUT
-    # fmt: off
-    return [
-        a("vgg16", "VGG16", "vgg16", "caffe", 224, "VGG", 2014,
-          138_357_544, 71.3, 90.1, "block5_conv3"),
-        a("vgg19", "VGG19", "vgg19", "caffe", 224, "VGG", 2014,
-          143_667_240, 71.3, 90.0, "block5_conv4"),
-        a("resnet18", LOCAL + "ResNet18", "resnet", "caffe", 224, "ResNet", 2015,
-          11_699_112, None, None, "conv5_block2_out"),
-        a("resnet34", LOCAL + "ResNet34", "resnet", "caffe", 224, "ResNet", 2015,
-          21_814_696, None, None, "conv5_block3_out"),
-        a("resnet50", "ResNet50", "resnet50", "caffe", 224, "ResNet", 2015,
-          25_636_712, 74.9, 92.1, "conv5_block3_out"),
-        a("resnet101", "ResNet101", "resnet", "caffe", 224, "ResNet", 2015,
-          44_707_176, 76.4, 92.8, "conv5_block3_out"),
-        a("resnet152", "ResNet152", "resnet", "caffe", 224, "ResNet", 2015,
-          60_419_944, 76.6, 93.1, "conv5_block3_out"),
-        a("resnet50_v2", "ResNet50V2", "resnet_v2", "tf", 224, "ResNetV2", 2016,
-          25_613_800, 76.0, 93.0, "post_relu"),
-        a("resnet101_v2", "ResNet101V2", "resnet_v2", "tf", 224, "ResNetV2", 2016,
-          44_675_560, 77.2, 93.8, "post_relu"),
-        a("resnet152_v2", "ResNet152V2", "resnet_v2", "tf", 224, "ResNetV2", 2016,
-          60_380_648, 78.0, 94.2, "post_relu"),
-        a("inception_v3", "InceptionV3", "inception_v3", "tf", 299, "Inception", 2015,
-          23_851_784, 77.9, 93.7, "mixed10", aliases=("googlenet_v3",)),
-        a("inception_resnet_v2", "InceptionResNetV2", "inception_resnet_v2", "tf", 299,
-          "Inception", 2016, 55_873_736, 80.3, 95.3, "conv_7b_ac"),
-        a("xception", "Xception", "xception", "tf", 299, "Inception", 2016,
-          22_910_480, 79.0, 94.5, "block14_sepconv2_act"),
-        a("mobilenet", "MobileNet", "mobilenet", "tf", 224, "MobileNet", 2017,
-          4_253_864, 70.4, 89.5, "conv_pw_13_relu", aliases=("mobilenet_v1",)),
-        a("mobilenet_0.75", "MobileNet", "mobilenet", "tf", 224, "MobileNet", 2017,
-          2_601_976, 68.4, None, "conv_pw_13_relu", (("alpha", 0.75),)),
-        a("mobilenet_0.5", "MobileNet", "mobilenet", "tf", 224, "MobileNet", 2017,
-          1_342_536, 63.7, None, "conv_pw_13_relu", (("alpha", 0.5),)),
-        a("mobilenet_0.25", "MobileNet", "mobilenet", "tf", 224, "MobileNet", 2017,
-          475_544, 50.6, None, "conv_pw_13_relu", (("alpha", 0.25),)),
-        a("mobilenet_v2", "MobileNetV2", "mobilenet_v2", "tf", 224, "MobileNetV2", 2018,
-          3_538_984, 71.3, 90.1, "out_relu"),
-        a("mobilenet_v2_0.35", "MobileNetV2", "mobilenet_v2", "tf", 224, "MobileNetV2", 2018,
-          1_691_208, 60.3, 82.9, "out_relu", (("alpha", 0.35),)),
-        a("mobilenet_v2_0.5", "MobileNetV2", "mobilenet_v2", "tf", 224, "MobileNetV2", 2018,
-          1_987_224, 65.4, 86.4, "out_relu", (("alpha", 0.5),)),
-        a("mobilenet_v2_0.75", "MobileNetV2", "mobilenet_v2", "tf", 224, "MobileNetV2", 2018,
-          2_663_064, 69.8, 89.6, "out_relu", (("alpha", 0.75),)),
-        a("mobilenet_v2_1.3", "MobileNetV2", "mobilenet_v2", "tf", 224, "MobileNetV2", 2018,
-          5_431_048, 74.4, 92.1, "out_relu", (("alpha", 1.3),)),
-        a("mobilenet_v2_1.4", "MobileNetV2", "mobilenet_v2", "tf", 224, "MobileNetV2", 2018,
-          6_156_712, 75.0, 92.5, "out_relu", (("alpha", 1.4),)),
-        a("mobilenet_v3_small", "MobileNetV3Small", "mobilenet_v3", "none", 224, "MobileNetV3",
-          2019, 2_554_968, 68.1, None, pool),
-        a("mobilenet_v3_large", "MobileNetV3Large", "mobilenet_v3", "none", 224, "MobileNetV3",
-          2019, 5_507_432, 75.6, None, pool),
-        a("mobilenet_v3_small_minimalistic", "MobileNetV3Small", "mobilenet_v3", "none", 224,
-          "MobileNetV3", 2019, 2_056_848, 61.9, None, pool, (("minimalistic", True),)),
-        a("mobilenet_v3_large_minimalistic", "MobileNetV3Large", "mobilenet_v3", "none", 224,
-          "MobileNetV3", 2019, 3_948_688, 72.3, None, pool, (("minimalistic", True),)),
-        a("densenet121", "DenseNet121", "densenet", "torch", 224, "DenseNet", 2016,
-          8_062_504, 75.0, 92.3, "relu"),
-        a("densenet169", "DenseNet169", "densenet", "torch", 224, "DenseNet", 2016,
-          14_307_880, 76.2, 93.2, "relu"),
-        a("densenet201", "DenseNet201", "densenet", "torch", 224, "DenseNet", 2016,
-          20_242_984, 77.3, 93.6, "relu"),
-        a("nasnet_mobile", "NASNetMobile", "nasnet", "tf", 224, "NASNet", 2017,
-          5_326_716, 74.4, 91.9, pool),
-        a("nasnet_large", "NASNetLarge", "nasnet", "tf", 331, "NASNet", 2017,
-          88_949_818, 82.5, 96.0, pool),
-        *_efficientnets(),
-        *_convnexts(),
+def _records() -> list[Arch]:
+    """Every record, family by family; what a family shares is said once, in `_family`."""
+    records: list[Arch] = []
+    _vgg = _family("VGG", preprocessing="caffe", year=2014)
+    records += [
+        _vgg(
+            "vgg16",
+            constructor="VGG16",
+            module="vgg16",
+            params=138_357_544,
+            top1=71.3,
+            top5=90.1,
+            feature_layer="block5_conv3",
+        ),
+        _vgg(
+            "vgg19",
+            constructor="VGG19",
+            module="vgg19",
+            params=143_667_240,
+            top1=71.3,
+            top5=90.0,
+            feature_layer="block5_conv4",
+        ),
     ]
-    # fmt: on
-
-
-def _efficientnets() -> list[Arch]:
-    """EfficientNet B0-B7 and EfficientNetV2: compound-scaled, rescaling inside the model."""
-    v1 = [  # suffix, input size, params, top-1, top-5
-        ("b0", 224, 5_330_571, 77.1, 93.3),
-        ("b1", 240, 7_856_239, 79.1, 94.4),
-        ("b2", 260, 9_177_569, 80.1, 94.9),
-        ("b3", 300, 12_320_535, 81.6, 95.7),
-        ("b4", 380, 19_466_823, 82.9, 96.4),
-        ("b5", 456, 30_562_527, 83.6, 96.7),
-        ("b6", 528, 43_265_143, 84.0, 96.8),
-        ("b7", 600, 66_658_687, 84.3, 97.0),
+    _resnet = _family("ResNet", preprocessing="caffe", year=2015)
+    records += [
+        _resnet(
+            "resnet18",
+            constructor=LOCAL + "ResNet18",
+            weights=None,
+            module="resnet",
+            params=11_699_112,
+            feature_layer="conv5_block2_out",
+        ),
+        _resnet(
+            "resnet34",
+            constructor=LOCAL + "ResNet34",
+            weights=None,
+            module="resnet",
+            params=21_814_696,
+            feature_layer="conv5_block3_out",
+        ),
+        _resnet(
+            "resnet50",
+            constructor="ResNet50",
+            module="resnet50",
+            params=25_636_712,
+            top1=74.9,
+            top5=92.1,
+            feature_layer="conv5_block3_out",
+        ),
+        _resnet(
+            "resnet101",
+            constructor="ResNet101",
+            module="resnet",
+            params=44_707_176,
+            top1=76.4,
+            top5=92.8,
+            feature_layer="conv5_block3_out",
+        ),
+        _resnet(
+            "resnet152",
+            constructor="ResNet152",
+            module="resnet",
+            params=60_419_944,
+            top1=76.6,
+            top5=93.1,
+            feature_layer="conv5_block3_out",
+        ),
     ]
-    v2 = [
-        ("b0", 224, 7_200_312, 78.7, 94.3),
-        ("b1", 240, 8_212_124, 79.8, 95.0),
-        ("b2", 260, 10_178_374, 80.5, 95.1),
-        ("b3", 300, 14_467_622, 82.0, 95.8),
-        ("s", 384, 21_612_360, 83.9, 96.7),
-        ("m", 480, 54_431_388, 85.3, 97.4),
-        ("l", 480, 119_027_848, 85.7, 97.5),
+    _resnetv2 = _family(
+        "ResNetV2", module="resnet_v2", preprocessing="tf", year=2016, feature_layer="post_relu"
+    )
+    records += [
+        _resnetv2("resnet50_v2", constructor="ResNet50V2", params=25_613_800, top1=76.0, top5=93.0),
+        _resnetv2(
+            "resnet101_v2", constructor="ResNet101V2", params=44_675_560, top1=77.2, top5=93.8
+        ),
+        _resnetv2(
+            "resnet152_v2", constructor="ResNet152V2", params=60_380_648, top1=78.0, top5=94.2
+        ),
     ]
-    # fmt: off
-    return [
-        *(Arch(f"efficientnet_{s}", f"EfficientNet{s.upper()}", "efficientnet", "none", size,
-               "EfficientNet", 2019, params, top1, top5, "top_activation")
-          for s, size, params, top1, top5 in v1),
-        *(Arch(f"efficientnet_v2_{s}", f"EfficientNetV2{s.upper()}", "efficientnet_v2", "none",
-               size, "EfficientNetV2", 2021, params, top1, top5, "top_activation")
-          for s, size, params, top1, top5 in v2),
+    _inception = _family("Inception", preprocessing="tf", input_size=299)
+    records += [
+        _inception(
+            "inception_v3",
+            constructor="InceptionV3",
+            module="inception_v3",
+            year=2015,
+            params=23_851_784,
+            top1=77.9,
+            top5=93.7,
+            feature_layer="mixed10",
+            aliases=("googlenet_v3",),
+        ),
+        _inception(
+            "inception_resnet_v2",
+            constructor="InceptionResNetV2",
+            module="inception_resnet_v2",
+            year=2016,
+            params=55_873_736,
+            top1=80.3,
+            top5=95.3,
+            feature_layer="conv_7b_ac",
+        ),
+        _inception(
+            "xception",
+            constructor="Xception",
+            module="xception",
+            year=2016,
+            params=22_910_480,
+            top1=79.0,
+            top5=94.5,
+            feature_layer="block14_sepconv2_act",
+        ),
     ]
-    # fmt: on
+    _mobilenet = _family(
+        "MobileNet",
+        constructor="MobileNet",
+        module="mobilenet",
+        preprocessing="tf",
+        year=2017,
+        feature_layer="conv_pw_13_relu",
+    )
+    records += [
+        _mobilenet("mobilenet", params=4_253_864, top1=70.4, top5=89.5, aliases=("mobilenet_v1",)),
+        _mobilenet("mobilenet_0.75", params=2_601_976, top1=68.4, kwargs={"alpha": 0.75}),
+        _mobilenet("mobilenet_0.5", params=1_342_536, top1=63.7, kwargs={"alpha": 0.5}),
+        _mobilenet("mobilenet_0.25", params=475_544, top1=50.6, kwargs={"alpha": 0.25}),
+    ]
+    _mobilenetv2 = _family(
+        "MobileNetV2",
+        constructor="MobileNetV2",
+        module="mobilenet_v2",
+        preprocessing="tf",
+        year=2018,
+        feature_layer="out_relu",
+    )
+    records += [
+        _mobilenetv2("mobilenet_v2", params=3_538_984, top1=71.3, top5=90.1),
+        _mobilenetv2(
+            "mobilenet_v2_0.35", params=1_691_208, top1=60.3, top5=82.9, kwargs={"alpha": 0.35}
+        ),
+        _mobilenetv2(
+            "mobilenet_v2_0.5", params=1_987_224, top1=65.4, top5=86.4, kwargs={"alpha": 0.5}
+        ),
+        _mobilenetv2(
+            "mobilenet_v2_0.75", params=2_663_064, top1=69.8, top5=89.6, kwargs={"alpha": 0.75}
+        ),
+        _mobilenetv2(
+            "mobilenet_v2_1.3", params=5_431_048, top1=74.4, top5=92.1, kwargs={"alpha": 1.3}
+        ),
+        _mobilenetv2(
+            "mobilenet_v2_1.4", params=6_156_712, top1=75.0, top5=92.5, kwargs={"alpha": 1.4}
+        ),
+    ]
+    _mobilenetv3 = _family("MobileNetV3", module="mobilenet_v3", preprocessing="none", year=2019)
+    records += [
+        _mobilenetv3(
+            "mobilenet_v3_small", constructor="MobileNetV3Small", params=2_554_968, top1=68.1
+        ),
+        _mobilenetv3(
+            "mobilenet_v3_large", constructor="MobileNetV3Large", params=5_507_432, top1=75.6
+        ),
+        _mobilenetv3(
+            "mobilenet_v3_small_minimalistic",
+            constructor="MobileNetV3Small",
+            params=2_056_848,
+            top1=61.9,
+            kwargs={"minimalistic": True},
+        ),
+        _mobilenetv3(
+            "mobilenet_v3_large_minimalistic",
+            constructor="MobileNetV3Large",
+            params=3_948_688,
+            top1=72.3,
+            kwargs={"minimalistic": True},
+        ),
+    ]
+    _densenet = _family(
+        "DenseNet", module="densenet", preprocessing="torch", year=2016, feature_layer="relu"
+    )
+    records += [
+        _densenet("densenet121", constructor="DenseNet121", params=8_062_504, top1=75.0, top5=92.3),
+        _densenet(
+            "densenet169", constructor="DenseNet169", params=14_307_880, top1=76.2, top5=93.2
+        ),
+        _densenet(
+            "densenet201", constructor="DenseNet201", params=20_242_984, top1=77.3, top5=93.6
+        ),
+    ]
+    _nasnet = _family("NASNet", module="nasnet", preprocessing="tf", year=2017)
+    records += [
+        _nasnet(
+            "nasnet_mobile", constructor="NASNetMobile", params=5_326_716, top1=74.4, top5=91.9
+        ),
+        _nasnet(
+            "nasnet_large",
+            constructor="NASNetLarge",
+            input_size=331,
+            params=88_949_818,
+            top1=82.5,
+            top5=96.0,
+        ),
+    ]
+    _efficientnet = _family(
+        "EfficientNet",
+        module="efficientnet",
+        preprocessing="none",
+        year=2019,
+        feature_layer="top_activation",
+    )
+    records += [
+        _efficientnet(
+            "efficientnet_b0", constructor="EfficientNetB0", params=5_330_571, top1=77.1, top5=93.3
+        ),
+        _efficientnet(
+            "efficientnet_b1",
+            constructor="EfficientNetB1",
+            input_size=240,
+            params=7_856_239,
+            top1=79.1,
+            top5=94.4,
+        ),
+        _efficientnet(
+            "efficientnet_b2",
+            constructor="EfficientNetB2",
+            input_size=260,
+            params=9_177_569,
+            top1=80.1,
+            top5=94.9,
+        ),
+        _efficientnet(
+            "efficientnet_b3",
+            constructor="EfficientNetB3",
+            input_size=300,
+            params=12_320_535,
+            top1=81.6,
+            top5=95.7,
+        ),
+        _efficientnet(
+            "efficientnet_b4",
+            constructor="EfficientNetB4",
+            input_size=380,
+            params=19_466_823,
+            top1=82.9,
+            top5=96.4,
+        ),
+        _efficientnet(
+            "efficientnet_b5",
+            constructor="EfficientNetB5",
+            input_size=456,
+            params=30_562_527,
+            top1=83.6,
+            top5=96.7,
+        ),
+        _efficientnet(
+            "efficientnet_b6",
+            constructor="EfficientNetB6",
+            input_size=528,
+            params=43_265_143,
+            top1=84.0,
+            top5=96.8,
+        ),
+        _efficientnet(
+            "efficientnet_b7",
+            constructor="EfficientNetB7",
+            input_size=600,
+            params=66_658_687,
+            top1=84.3,
+            top5=97.0,
+        ),
+    ]
+    _efficientnetv2 = _family(
+        "EfficientNetV2",
+        module="efficientnet_v2",
+        preprocessing="none",
+        year=2021,
+        feature_layer="top_activation",
+    )
+    records += [
+        _efficientnetv2(
+            "efficientnet_v2_b0",
+            constructor="EfficientNetV2B0",
+            params=7_200_312,
+            top1=78.7,
+            top5=94.3,
+        ),
+        _efficientnetv2(
+            "efficientnet_v2_b1",
+            constructor="EfficientNetV2B1",
+            input_size=240,
+            params=8_212_124,
+            top1=79.8,
+            top5=95.0,
+        ),
+        _efficientnetv2(
+            "efficientnet_v2_b2",
+            constructor="EfficientNetV2B2",
+            input_size=260,
+            params=10_178_374,
+            top1=80.5,
+            top5=95.1,
+        ),
+        _efficientnetv2(
+            "efficientnet_v2_b3",
+            constructor="EfficientNetV2B3",
+            input_size=300,
+            params=14_467_622,
+            top1=82.0,
+            top5=95.8,
+        ),
+        _efficientnetv2(
+            "efficientnet_v2_s",
+            constructor="EfficientNetV2S",
+            input_size=384,
+            params=21_612_360,
+            top1=83.9,
+            top5=96.7,
+        ),
+        _efficientnetv2(
+            "efficientnet_v2_m",
+            constructor="EfficientNetV2M",
+            input_size=480,
+            params=54_431_388,
+            top1=85.3,
+            top5=97.4,
+        ),
+        _efficientnetv2(
+            "efficientnet_v2_l",
+            constructor="EfficientNetV2L",
+            input_size=480,
+            params=119_027_848,
+            top1=85.7,
+            top5=97.5,
+        ),
+    ]
+    _convnext = _family("ConvNeXt", module="convnext", preprocessing="none", year=2022)
+    records += [
+        _convnext("convnext_tiny", constructor="ConvNeXtTiny", params=28_589_128, top1=81.3),
+        _convnext("convnext_small", constructor="ConvNeXtSmall", params=50_223_688, top1=82.3),
+        _convnext("convnext_base", constructor="ConvNeXtBase", params=88_591_464, top1=85.3),
+        _convnext("convnext_large", constructor="ConvNeXtLarge", params=197_767_336, top1=86.3),
+        _convnext("convnext_xlarge", constructor="ConvNeXtXLarge", params=350_196_968, top1=86.7),
+    ]
+    return records
 
 
-def _convnexts() -> list[Arch]:
-    """ConvNeXt (Liu et al. 2022): a ResNet modernised towards transformers."""
-    sizes = [  # suffix, Keras class suffix, params, top-1
-        ("tiny", "Tiny", 28_589_128, 81.3),
-        ("small", "Small", 50_223_688, 82.3),
-        ("base", "Base", 88_591_464, 85.3),
-        ("large", "Large", 197_767_336, 86.3),
-        ("xlarge", "XLarge", 350_196_968, 86.7),
-    ]
-    # `*_stage_3_block_2_identity` is the residual branch, not the sum: hence POOL_INPUT
-    # fmt: off
-    return [
-        Arch(f"convnext_{s}", f"ConvNeXt{cls}", "convnext", "none", 224, "ConvNeXt", 2022,
-             params, top1, None, POOL_INPUT)
-        for s, cls, params, top1 in sizes
-    ]
-    # fmt: on
+def _family(family: str, **shared: Any) -> Callable[..., Arch]:
+    """A maker of the family's records: `shared` fields, plus each record's own keywords."""
+    return lambda name, **own: Arch(name=name, family=family, **shared, **own)
 
 
-ARCHS: dict[str, Arch] = {arch.name: arch for arch in _entries()}
+ARCHS: dict[str, Arch] = {arch.name: arch for arch in _records()}
 
 #: The architectures `cnn compare` runs unless told otherwise: four generations of ImageNet CNNs,
 #: each with its own input size and preprocessing.

@@ -98,7 +98,7 @@ def test_preprocessing_mode_equals_the_keras_module(arch):
 def test_constructor_accepts_the_record_arguments(arch):
     parameters = inspect.signature(constructor(arch)).parameters
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    for key in (*arch.constructor_kwargs, "weights", "input_shape"):
+    for key in (*arch.kwargs, "weights", "input_shape"):
         assert accepts_any or key in parameters, f"{arch.constructor} takes no {key}"
 
 
@@ -107,9 +107,9 @@ def test_modes_cover_all_four_kinds():
 
 
 def test_width_variants_pass_their_multiplier():
-    assert registry.get("mobilenet_0.25").constructor_kwargs == {"alpha": 0.25}
-    assert registry.get("mobilenet_v2_1.4").constructor_kwargs == {"alpha": 1.4}
-    assert registry.get("mobilenet_v3_small_minimalistic").constructor_kwargs == {
+    assert registry.get("mobilenet_0.25").kwargs == {"alpha": 0.25}
+    assert registry.get("mobilenet_v2_1.4").kwargs == {"alpha": 1.4}
+    assert registry.get("mobilenet_v3_small_minimalistic").kwargs == {
         "minimalistic": True
     }
 
@@ -151,6 +151,6 @@ def test_every_record_builds_at_its_size_with_its_parameter_count(arch):
     assert model.output_shape[-1] == 1000
     assert model.count_params() == arch.params
     if arch.pretrained:  # Keras's own default input size, with no shape given
-        default = constructor(arch)(weights=None, **arch.constructor_kwargs)
+        default = constructor(arch)(weights=None, **arch.kwargs)
         assert tuple(default.input_shape[1:3]) in ((arch.input_size,) * 2, (None, None))
     keras.backend.clear_session()
