@@ -77,16 +77,36 @@ def measure(small: int, large: int, arch: str) -> list[str]:
         env = {**os.environ, "CNN_CACHE_DIR": str(work / "cache")}
 
         def command(images: Path) -> list[str]:
-            return [sys.executable, "-m", "cnncli", "classify", str(images), "-a", arch,
-                    "-w", str(weights), "-e", "litert", "--format", "jsonl",
-                    "--output", str(work / "out.jsonl")]  # fmt: skip
+            return [
+                sys.executable,
+                "-m",
+                "cnncli",
+                "classify",
+                str(images),
+                "-a",
+                arch,
+                "-w",
+                str(weights),
+                "-e",
+                "litert",
+                "--format",
+                "jsonl",
+                "--output",
+                str(work / "out.jsonl"),
+            ]
 
         peak_rss(command(work / "small"), env)  # converts the model into the cache
-        lines = ["", f"## (f) photo library: peak memory, {arch}, JPEGs of 320x240", "",
-                 f"`cnn {' '.join(command(work / 'FOLDER')[3:]).replace(folder, 'TMP')}`, "
-                 "peak RSS of the process; "
-                 "the target is at most 1.2x from 1,000 to 10,000 images.", "",
-                 "| images | peak RSS, MiB | summary line |", "|---|---|---|"]  # fmt: skip
+        lines = [
+            "",
+            f"## (f) photo library: peak memory, {arch}, JPEGs of 320x240",
+            "",
+            f"`cnn {' '.join(command(work / 'FOLDER')[3:]).replace(folder, 'TMP')}`, "
+            "peak RSS of the process; "
+            "the target is at most 1.2x from 1,000 to 10,000 images.",
+            "",
+            "| images | peak RSS, MiB | summary line |",
+            "|---|---|---|",
+        ]
         peaks = []
         for count, name in ((small, "small"), (large, "large")):
             peak, summary = peak_rss(command(work / name), env)

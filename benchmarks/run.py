@@ -35,9 +35,9 @@ import stream  # noqa: E402  (benchmarks/stream.py)
 
 from cnncli import registry  # noqa: E402
 from cnncli.bench import machine  # noqa: E402
-from cnncli.engines import Engine, open_classifier  # noqa: E402
+from cnncli.choices import Engine, Resize  # noqa: E402
+from cnncli.engines import open_classifier  # noqa: E402
 from cnncli.env import Environment  # noqa: E402
-from cnncli.images import Resize  # noqa: E402
 from cnncli.inputs import Entry  # noqa: E402
 from cnncli.loader import Weights, build  # noqa: E402
 from cnncli.pipeline import classify_entries  # noqa: E402
@@ -91,9 +91,13 @@ def main() -> None:
 
 def single_photo(weights: dict[str, Path], photos: list[Path], env, repeats: int) -> list[str]:
     """(a) vs (b), per architecture: median seconds per photo, fresh processes."""
-    lines = ["", "## (a) vs (b): one photo, fresh process", "",
-             "| arch | (a) plain Keras script, s | (b) `cnn classify`, warm cache, s | speed-up |",
-             "|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "",
+        "## (a) vs (b): one photo, fresh process",
+        "",
+        "| arch | (a) plain Keras script, s | (b) `cnn classify`, warm cache, s | speed-up |",
+        "|---|---|---|---|",
+    ]
     for arch in SINGLE:
         ours = [cnn("classify", p, "-a", arch, "-w", weights[arch]) for p in photos]
         timed(ours[0], env)  # converts once: the cache is warm from here on
@@ -113,18 +117,27 @@ def comparison(weights: dict[str, Path], photo: Path, env, repeats: int) -> list
     )
     mine = median_over([ours], env, repeats)
     ratio = plain / mine
-    lines = ["", f"## (c) `cnn compare` ({', '.join(registry.COMPARED)})", "",
-             "| four runs of (a), s | `cnn compare`, warm cache, s | speed-up |", "|---|---|---|",
-             f"| {plain:.2f} | {mine:.2f} | {ratio:.1f}x ({verdict(ratio)}) |"]  # fmt: skip
+    lines = [
+        "",
+        f"## (c) `cnn compare` ({', '.join(registry.COMPARED)})",
+        "",
+        "| four runs of (a), s | `cnn compare`, warm cache, s | speed-up |",
+        "|---|---|---|",
+        f"| {plain:.2f} | {mine:.2f} | {ratio:.1f}x ({verdict(ratio)}) |",
+    ]
     print(lines[-1], flush=True)
     return lines
 
 
 def throughput(weights: dict[str, Path], photos: list[Path], cache: Path) -> list[str]:
     """(d): images/s over 64 photos per engine, decoding included, after a warm-up batch."""
-    lines = ["", "## (d) throughput over 64 photos (decoding included, batch 16)", "",
-             "| arch | keras, images/s | litert, images/s | litert / keras |",
-             "|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "",
+        "## (d) throughput over 64 photos (decoding included, batch 16)",
+        "",
+        "| arch | keras, images/s | litert, images/s | litert / keras |",
+        "|---|---|---|---|",
+    ]
     many = [Entry(str(photos[i % len(photos)])) for i in range(64)]
     for arch in SINGLE:
         rates = {}
@@ -137,8 +150,10 @@ def throughput(weights: dict[str, Path], photos: list[Path], cache: Path) -> lis
             rates[engine] = len(many) / (time.perf_counter() - start)
         ratio = rates[Engine.litert] / rates[Engine.keras]
         met = "met" if ratio >= 1 else "MISSED"
-        lines.append(f"| {arch} | {rates[Engine.keras]:.1f} | {rates[Engine.litert]:.1f} | "
-                     f"{ratio:.2f} ({met}: >= 1) |")  # fmt: skip
+        lines.append(
+            f"| {arch} | {rates[Engine.keras]:.1f} | {rates[Engine.litert]:.1f} | "
+            f"{ratio:.2f} ({met}: >= 1) |"
+        )
         print(lines[-1], flush=True)
     return lines
 
@@ -160,10 +175,13 @@ def seeded_weights(name: str, work: Path) -> Path:
 
 def header() -> list[str]:
     info = machine()
-    return ["# Benchmark results", "",
-            f"Machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, "
-            f"{info['platform']}.",
-            "Reproduce: `python benchmarks/run.py` (see benchmarks/README.md)."]  # fmt: skip
+    return [
+        "# Benchmark results",
+        "",
+        f"Machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, "
+        f"{info['platform']}.",
+        "Reproduce: `python benchmarks/run.py` (see benchmarks/README.md).",
+    ]
 
 
 def verdict(ratio: float) -> str:

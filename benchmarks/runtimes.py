@@ -91,13 +91,22 @@ def main() -> None:
     for name in MODELS:
         conversion = convert(name, folder)
         for runtime, suffix in (("litert", ".tflite"), ("openvino", ".xml")):
-            args = [runtime, folder / f"{name}{suffix}", folder / f"{name}_x.npy",
-                    folder / f"{name}_ref.npy"]  # fmt: skip
-            out = subprocess.run([sys.executable, "-c", CHILD, *map(str, args)], check=True,
-                                 capture_output=True, text=True).stdout  # fmt: skip
+            args = [
+                runtime,
+                folder / f"{name}{suffix}",
+                folder / f"{name}_x.npy",
+                folder / f"{name}_ref.npy",
+            ]
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD, *map(str, args)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             figures = json.loads(out.strip().splitlines()[-1])
-            rows.append({"model": name, "runtime": runtime, "convert_s": conversion[runtime],
-                         **figures})  # fmt: skip
+            rows.append(
+                {"model": name, "runtime": runtime, "convert_s": conversion[runtime], **figures}
+            )
             print(json.dumps(rows[-1]), flush=True)
 
 

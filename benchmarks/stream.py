@@ -39,13 +39,14 @@ sys.path.insert(0, str(ROOT))
 
 from cnncli import litert, registry  # noqa: E402
 from cnncli.bench import machine  # noqa: E402
+from cnncli.choices import Resize  # noqa: E402
 from cnncli.engines import (  # noqa: E402
     Classifier,
     Engine,
     open_classifier,
 )
 from cnncli.env import Environment  # noqa: E402
-from cnncli.images import Resize, load_array  # noqa: E402
+from cnncli.images import load_array  # noqa: E402
 from cnncli.inputs import Inputs  # noqa: E402
 from cnncli.loader import Weights, build  # noqa: E402
 from cnncli.pipeline import stream  # noqa: E402
@@ -93,8 +94,9 @@ def cpu_ms(run: Callable[[], object], images: int) -> float:
 def stream_rate(classifier: Classifier, folder: Path, batch: int) -> float:
     """images/s of the library's stream over the folder, discovery to top-5 labels."""
     start = time.perf_counter()
-    done = sum(len(b) for b in stream(classifier, Inputs((str(folder),)).entries(), 5,
-                                      Resize.crop, batch))  # fmt: skip
+    done = sum(
+        len(b) for b in stream(classifier, Inputs((str(folder),)).entries(), 5, Resize.crop, batch)
+    )
     return done / (time.perf_counter() - start)
 
 
@@ -131,9 +133,25 @@ def measure(images: int, arch: str, batch: int, rounds: int) -> list[str]:
             record, Weights("file", weights), Engine.litert, Environment(cache_dir=cache)
         )
         env = {**os.environ, "CNN_CACHE_DIR": str(cache)}
-        command = [sys.executable, "-m", "cnncli", "classify", str(folder), "-a", arch,
-                   "-w", str(weights), "-e", "litert", "--batch-size", str(batch),
-                   "--format", "jsonl", "--output", str(Path(work) / "out.jsonl")]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "cnncli",
+            "classify",
+            str(folder),
+            "-a",
+            arch,
+            "-w",
+            str(weights),
+            "-e",
+            "litert",
+            "--batch-size",
+            str(batch),
+            "--format",
+            "jsonl",
+            "--output",
+            str(Path(work) / "out.jsonl"),
+        ]
         print(f"engine {classifier.engine}, batch {batch}; cli: {' '.join(command[1:])}")
         rates: dict[str, list[float]] = {"model": [], "stream": [], "cli": []}
         for round_ in range(1, rounds + 1):
@@ -148,13 +166,21 @@ def measure(images: int, arch: str, batch: int, rounds: int) -> list[str]:
 
 def table(median: dict[str, float], what: str, rounds: int) -> list[str]:
     """The RESULTS.md table: each run's median images/s and its share of the model's."""
-    lines = ["", f"## (e) photo library: {what}", "",
-             f"Images/s, median of {rounds} rounds; the target is at least 90% of the model's own "
-             "speed on already-decoded tensors.", "",
-             "| run | images/s | share of the model's |", "|---|---|---|",
-             f"| model alone, decoded tensors | {median['model']:.1f} | 100% |"]  # fmt: skip
-    for name, label in (("stream", "library stream (`pipeline.stream`)"),
-                        ("cli", "`cnn classify DIR -f jsonl -o FILE`")):  # fmt: skip
+    lines = [
+        "",
+        f"## (e) photo library: {what}",
+        "",
+        f"Images/s, median of {rounds} rounds; the target is at least 90% of the model's own "
+        "speed on already-decoded tensors.",
+        "",
+        "| run | images/s | share of the model's |",
+        "|---|---|---|",
+        f"| model alone, decoded tensors | {median['model']:.1f} | 100% |",
+    ]
+    for name, label in (
+        ("stream", "library stream (`pipeline.stream`)"),
+        ("cli", "`cnn classify DIR -f jsonl -o FILE`"),
+    ):
         share = median[name] / median["model"]
         met = "met" if share >= 0.9 else "MISSED"
         lines.append(f"| {label} | {median[name]:.1f} | {share:.1%} ({met}: >= 90%) |")
@@ -170,15 +196,20 @@ def where_the_time_goes(
     decode = cpu_ms(lambda: [load_array(p, size, Resize.crop) for p in photos[:count]], count)
     bound = model / (model + decode)
     [path] = cache.glob(f"*{litert.SUFFIX}")
-    single = Classifier(classifier.arch, litert.Runner(path, threads=1), litert.NAME)
+    single = Classifier(
+        classifier.arch, classifier.weights, litert.Runner(path, threads=1), litert.NAME
+    )
     alone = model_rate(single, photos, batch, len(photos))
     streamed = stream_rate(single, folder, batch)
-    return ["", f"Where the time goes: the model costs {model:.1f} ms of CPU per image and "
-            f"decoding {decode:.1f} ms. When the model alone keeps every core busy, decoding "
-            f"can only take cores from it: the stream can reach at most {bound:.1%} of the "
-            f"model's speed. With the model on one thread (a core left for decoding) it runs "
-            f"{alone:.1f} images/s alone and {streamed:.1f} in the stream: "
-            f"{streamed / alone:.1%}."]  # fmt: skip
+    return [
+        "",
+        f"Where the time goes: the model costs {model:.1f} ms of CPU per image and "
+        f"decoding {decode:.1f} ms. When the model alone keeps every core busy, decoding "
+        f"can only take cores from it: the stream can reach at most {bound:.1%} of the "
+        f"model's speed. With the model on one thread (a core left for decoding) it runs "
+        f"{alone:.1f} images/s alone and {streamed:.1f} in the stream: "
+        f"{streamed / alone:.1%}.",
+    ]
 
 
 if __name__ == "__main__":

@@ -26,9 +26,10 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cnncli.engines import Classifier, Engine, open_classifier
+from cnncli.choices import Engine, Resize
+from cnncli.engines import Classifier, open_classifier
 from cnncli.env import Environment
-from cnncli.images import Resize, load_array
+from cnncli.images import load_array
 from cnncli.loader import Weights, build
 from cnncli.output import CsvRows
 from cnncli.progress import status
@@ -74,8 +75,9 @@ def run(
                 with status(env, f"timing {name}: {repeats + 1} cold processes", announce=True):
                     command = cold_command(image, record, source, classifier.engine)
                     cold = cold_process_seconds(command, repeats, child_env)
-                results.append(Measurement(record.name, classifier.engine, batch, cold, warm,
-                                           throughput))  # fmt: skip
+                results.append(
+                    Measurement(record.name, classifier.engine, batch, cold, warm, throughput)
+                )
     return results
 
 
@@ -95,8 +97,18 @@ def timed_weights(
 
 def cold_command(image: Path, record: Arch, weights: Weights, engine: str) -> list[str]:
     """The arguments of one cold process: `cnn classify` on one photo, JSON out."""
-    return ["classify", str(image), "-a", record.name, "-w", str(weights), "-e", engine,
-            "-f", "json"]  # fmt: skip
+    return [
+        "classify",
+        str(image),
+        "-a",
+        record.name,
+        "-w",
+        str(weights),
+        "-e",
+        engine,
+        "-f",
+        "json",
+    ]
 
 
 def machine() -> dict[str, object]:
@@ -107,8 +119,12 @@ def machine() -> dict[str, object]:
             model = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
     except (OSError, StopIteration):
         pass
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform()}  # fmt: skip
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def cold_process_seconds(arguments: Sequence[str], repeats: int, env: dict[str, str]) -> float:
@@ -152,8 +168,14 @@ def render(results: Sequence[Measurement]) -> list[RenderableType]:
     for column in ("arch", "engine", "cold process s", "warm ms/image", "batch", "images/s"):
         table.add_column(column, justify="left" if column in ("arch", "engine") else "right")
     for r in results:
-        table.add_row(r.arch, r.engine, f"{r.cold_process_s:.2f}", f"{r.warm_ms_per_image:.1f}",
-                      str(r.batch), f"{r.images_per_s:.1f}")  # fmt: skip
+        table.add_row(
+            r.arch,
+            r.engine,
+            f"{r.cold_process_s:.2f}",
+            f"{r.warm_ms_per_image:.1f}",
+            str(r.batch),
+            f"{r.images_per_s:.1f}",
+        )
     return [Text(f"{info['cpu']}, {info['cores']} cores, Python {info['python']}"), table]
 
 

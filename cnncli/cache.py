@@ -242,6 +242,15 @@ def _commit(tmp: Path, path: Path, write: Callable[[Path], None]) -> None:
             tmp.unlink()
 
 
+def cleared(removed: list[Entry], leftovers: list[Path]) -> str:
+    """The line `cnn cache clear` ends with: what it removed and the space it freed."""
+    freed = sum(entry.size for entry in removed) / 2**20
+    line = f"removed {len(removed)} cached models ({freed:.1f} MB)"
+    if leftovers:
+        line += f" and {len(leftovers)} temporary file(s) of interrupted conversions"
+    return line
+
+
 def document(entries: list[Entry]) -> list[dict[str, object]]:
     """`cnn cache list --format json`: one object per entry."""
     return [

@@ -13,7 +13,6 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,9 @@ import numpy as np
 
 from cnncli import litert, loader
 from cnncli.cache import CacheUnwritable, ModelCache
+from cnncli.choices import Engine
 from cnncli.env import Environment
-from cnncli.errors import CnnError, UsageError, first_line
+from cnncli.errors import CnnError, first_line
 from cnncli.preprocess import preprocess
 from cnncli.progress import status
 from cnncli.registry import Arch
@@ -32,12 +32,14 @@ Forward = Callable[[np.ndarray], np.ndarray]
 
 @dataclass
 class Classifier:
-    """A registry record and its forward pass (preprocessed batch -> softmax scores).
+    """A registry record with its weights, and its forward pass (preprocessed batch -> softmax
+    scores).
 
     Which engine runs the pass (`engines.open_classifier` chooses) is recorded for the output.
     """
 
     arch: Arch
+    weights: loader.Weights
     forward: Forward
     engine: str
 
@@ -54,22 +56,6 @@ def keras_forward(model: Any) -> Forward:
         return np.asarray(model.predict_on_batch(batch))
 
     return forward
-
-
-class Engine(str, Enum):
-    """Choice of engine on the command line."""
-
-    auto = "auto"
-    keras = "keras"
-    litert = "litert"
-
-    @classmethod
-    def parse(cls, name: str) -> Engine:
-        """An engine by name (an item of `cnn bench -e keras,litert`); `UsageError` otherwise."""
-        choices = [engine.value for engine in cls]
-        if name not in choices:
-            raise UsageError(f"unknown engine '{name}': choose from {', '.join(choices)}")
-        return cls(name)
 
 
 class ConversionError(CnnError):
@@ -91,13 +77,8 @@ def open_classifier(
     except ConversionError as exc:
         if choice is Engine.litert:
             raise
-        warn(env, f"{exc}; running it on Keras instead")
+        env.warn(f"{exc}; running it on Keras instead")
         return _keras(arch, weights, env)
-
-
-def warn(env: Environment, message: str) -> None:
-    """One warning line on stderr."""
-    env.say(f"cnn: warning: {message}", style="yellow")
 
 
 def warn_if_random(env: Environment, models: Iterable[tuple[Arch, loader.Weights]]) -> None:
@@ -105,9 +86,7 @@ def warn_if_random(env: Environment, models: Iterable[tuple[Arch, loader.Weights
     mean nothing."""
     names = [arch.name for arch, weights in models if weights.source == "none"]
     if names:
-        warn(
-            env, f"{', '.join(names)}: random weights (--weights none), the labels are meaningless"
-        )
+        env.warn(f"{', '.join(names)}: random weights (--weights none), the labels are meaningless")
 
 
 def keras_model(arch: Arch, weights: loader.Weights, env: Environment) -> Any:
@@ -117,7 +96,7 @@ def keras_model(arch: Arch, weights: loader.Weights, env: Environment) -> Any:
 
 
 def _keras(arch: Arch, weights: loader.Weights, env: Environment) -> Classifier:
-    return Classifier(arch, keras_forward(keras_model(arch, weights, env)), "keras")
+    return Classifier(arch, weights, keras_forward(keras_model(arch, weights, env)), "keras")
 
 
 def _litert(arch: Arch, weights: loader.Weights, choice: Engine, env: Environment) -> Classifier:
@@ -125,16 +104,16 @@ def _litert(arch: Arch, weights: loader.Weights, choice: Engine, env: Environmen
     otherwise. A cache that cannot be written is not a reason to fail: `auto` runs the model on
     Keras, `litert` converts it for this run alone."""
     if weights.source == "none":  # random weights are never cached
-        return _uncached(arch, keras_model(arch, weights, env), env)
+        return _uncached(arch, weights, keras_model(arch, weights, env), env)
     cache = ModelCache(env.cache_dir)
     key = cache.key(arch, weights, litert.NAME)
     path = cache.lookup(key, litert.SUFFIX)
     if path is not None:
         try:
             cache.verify(path)
-            return Classifier(arch, _runner(path, arch), litert.NAME)
+            return Classifier(arch, weights, _runner(path, arch), litert.NAME)
         except (ValueError, RuntimeError) as exc:  # a `ChangedEntry`, or a file LiteRT refuses
-            warn(env, f"cache entry {path.name} is unusable ({exc}); rebuilding it")
+            env.warn(f"cache entry {path.name} is unusable ({exc}); rebuilding it")
             cache.discard(path)
     model = keras_model(arch, weights, env)
     try:
@@ -143,19 +122,19 @@ def _litert(arch: Arch, weights: loader.Weights, choice: Engine, env: Environmen
         )
     except CacheUnwritable as exc:
         if choice is Engine.auto:
-            warn(env, f"{exc}; running {arch.name} on Keras")
-            return Classifier(arch, keras_forward(model), "keras")
-        warn(env, f"{exc}; converting {arch.name} for this run only")
-        return _uncached(arch, model, env)
-    return Classifier(arch, _runner(path, arch), litert.NAME)
+            env.warn(f"{exc}; running {arch.name} on Keras")
+            return Classifier(arch, weights, keras_forward(model), "keras")
+        env.warn(f"{exc}; converting {arch.name} for this run only")
+        return _uncached(arch, weights, model, env)
+    return Classifier(arch, weights, _runner(path, arch), litert.NAME)
 
 
-def _uncached(arch: Arch, model: object, env: Environment) -> Classifier:
+def _uncached(arch: Arch, weights: loader.Weights, model: object, env: Environment) -> Classifier:
     """Convert into a temporary folder; the runner keeps the flatbuffer mapped after it goes."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"model{litert.SUFFIX}"
         _convert(arch, model, path, env, cached=False)
-        return Classifier(arch, litert.Runner(path), litert.NAME)
+        return Classifier(arch, weights, litert.Runner(path), litert.NAME)
 
 
 def _convert(arch: Arch, model: object, path: Path, env: Environment, cached: bool) -> None:

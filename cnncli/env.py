@@ -22,7 +22,7 @@ from typing import TextIO
 
 from rich.console import Console
 
-from cnncli.errors import CnnError
+from cnncli.errors import CnnError, message
 
 #: Width of tables written to a file or pipe, where there is no terminal to measure: wide
 #: enough that no column of any command is cut.
@@ -86,6 +86,18 @@ class Environment:
     def err_console(self) -> Console:
         """A rich console on stderr, for progress, warnings and error lines."""
         return self._console(self.stderr, self.stderr_isatty)
+
+    def error(self, text: str) -> None:
+        """`cnn: error: TEXT` on stderr."""
+        self.say(message("error", text), style="red")
+
+    def warn(self, text: str) -> None:
+        """`cnn: warning: TEXT` on stderr."""
+        self.say(message("warning", text), style="yellow")
+
+    def note(self, text: str) -> None:
+        """`cnn: note: TEXT` on stderr."""
+        self.say(message("note", text))
 
     def say(self, line: str, style: str | None = None) -> None:
         """One line on stderr (an error, a warning, a closing summary), printed verbatim."""

@@ -28,7 +28,8 @@ from rich.console import RenderableType
 from rich.text import Text
 
 from cnncli import labels, overlays
-from cnncli.images import Resize, load_array, load_rgb
+from cnncli.choices import Resize
+from cnncli.images import load_array, load_rgb
 from cnncli.labels import ImageNetClass
 from cnncli.output import CsvRows
 from cnncli.preprocess import preprocess

@@ -14,13 +14,13 @@ import errno
 import os
 import stat
 import warnings
-from enum import Enum
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from cnncli.choices import Resize
 from cnncli.errors import InputError
 
 if TYPE_CHECKING:  # NumPy loads on first decode, not on `cnn --help`
@@ -96,13 +96,6 @@ def openable_formats() -> tuple[str, ...]:
     """The photo formats this Pillow opens by name (AVIF needs libavif; MPO opens as JPEG)."""
     Image.init()
     return tuple(name for name in PHOTO_FORMATS if name in Image.OPEN)
-
-
-class Resize(str, Enum):
-    """How a photo becomes the model's square input."""
-
-    crop = "crop"
-    stretch = "stretch"
 
 
 def load_rgb(path: str | Path, draft_for: int | None = None) -> Image.Image:
@@ -276,7 +269,22 @@ def load_array(path: str | Path, size: int, resize: Resize) -> np.ndarray:
     Only the crop policy decodes JPEGs in draft mode: stretch stays the plain Keras pipeline (a
     full decode), except for a JPEG over `MAX_PIXELS`, which it decodes at the largest reduced
     scale under the limit rather than refuse it."""
+    return pixels(load_rgb(path, size if resize is Resize.crop else None), size, resize)
+
+
+def pixels(photo: Image.Image, size: int, resize: Resize) -> np.ndarray:
+    """An upright RGB photo as a model's input: float32 (size, size, 3) in 0-255."""
     import numpy as np
 
-    photo = load_rgb(path, size if resize is Resize.crop else None)
     return np.asarray(fit(photo, size, resize), dtype=np.float32)
+
+
+def from_array(array: np.ndarray) -> Image.Image:
+    """A photo held in memory (Python API) as an RGB image: an (H, W, 3) RGB or (H, W) grey
+    array of 0-255 values (uint8, or floats, rounded), or (H, W, 4) with alpha."""
+    import numpy as np
+
+    values = np.asarray(array)
+    if values.ndim not in (2, 3) or (values.ndim == 3 and values.shape[2] not in (3, 4)):
+        raise ValueError(f"an image array is (H, W), (H, W, 3) or (H, W, 4), not {values.shape}")
+    return to_rgb(Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8)))

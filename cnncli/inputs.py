@@ -11,13 +11,16 @@ import glob
 import os
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain, takewhile
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from cnncli.errors import UsageError
 from cnncli.images import photo_extensions
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 #: Told about each file or directory that discovery passes over, with the reason.
 Skipped = Callable[[str, str], None]
@@ -36,6 +39,8 @@ class Entry:
 
     image: str
     error: str | None = None
+    #: A photo already in memory (the Python API's arrays), named by `image`.
+    photo: Image.Image | None = field(default=None, compare=False, repr=False)
 
 
 def printable(path: str) -> str:
@@ -116,15 +121,13 @@ class SkippedFolders:
             self.counts[printable(os.path.dirname(path))] += 1
 
     def note(self) -> str | None:
-        """`cnn: note: 3 subfolders of photos skipped; add --recursive ...`, or None."""
+        """The note `3 subfolders of photos skipped; add --recursive ...`, or None."""
         total = sum(self.counts.values())
         if not total:
             return None
         where = next(iter(self.counts)) if len(self.counts) == 1 else f"{len(self.counts)} folders"
         subfolders = "subfolder" if total == 1 else "subfolders"
-        return (
-            f"cnn: note: {total:,} {subfolders} of {where} skipped; add --recursive to include them"
-        )
+        return f"{total:,} {subfolders} of {where} skipped; add --recursive to include them"
 
 
 def _lines(listing: Iterable[bytes | str]) -> Iterator[str]:

@@ -18,24 +18,15 @@ import io
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from enum import Enum
 from typing import Any, TextIO
 
 from rich.console import RenderableType
 
+from cnncli.choices import Format
 from cnncli.env import Environment
 from cnncli.errors import CnnError
 
 CsvRows = tuple[Sequence[str], Iterable[Sequence[Any]]]
-
-
-class Format(str, Enum):
-    """How a command prints its result."""
-
-    table = "table"
-    json = "json"
-    jsonl = "jsonl"
-    csv = "csv"
 
 
 def emit(

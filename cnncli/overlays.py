@@ -18,8 +18,9 @@ from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.style import Style
 from rich.text import Text
 
+from cnncli.choices import Resize
 from cnncli.errors import CnnError
-from cnncli.images import Resize, crop_box, scaled_size
+from cnncli.images import crop_box, scaled_size
 
 #: Matplotlib colormap of every rendering: Google's "turbo", jet's hues without jet's false
 #: bands, so equal steps of heat look like equal steps of colour.

@@ -25,15 +25,16 @@ from types import FrameType
 import numpy as np
 
 from cnncli import classify, results_file
+from cnncli.choices import Format, Resize
 from cnncli.classify import ImageResult
 from cnncli.engines import Classifier
 from cnncli.env import Environment
-from cnncli.errors import STOP_SIGNALS, InputError, Interrupted
-from cnncli.images import Resize, load_array
+from cnncli.errors import STOP_SIGNALS, InputError, Interrupted, message
+from cnncli.images import load_array, pixels
 from cnncli.inputs import Entry, Inputs, SkippedFolders
 from cnncli.labels import ScoresError, decode
 from cnncli.loader import Weights
-from cnncli.output import Format, emit
+from cnncli.output import emit
 from cnncli.progress import Meter, progress
 
 #: Batches decoded ahead of the one the model runs: enough to keep it busy, few enough that
@@ -92,6 +93,8 @@ def _decode(entry: Entry, size: int, resize: Resize) -> np.ndarray | str:
     if entry.error is not None:
         return entry.error
     try:
+        if entry.photo is not None:
+            return pixels(entry.photo, size, resize)
         return load_array(entry.image, size, resize)
     except InputError as exc:
         return exc.reason
@@ -175,10 +178,15 @@ def run_job(env: Environment, job: Job, open_classifier: Callable[[], Classifier
             tally, results = _classify(out, job, classifier, output, folders)
             if job.fmt not in results_file.STREAMED and not tally.interrupted:
                 document = classify.document(classifier, job.weights, results)
-                emit(out, job.fmt, document, lambda: classify.render(results),
-                     lambda: classify.rows(results))  # fmt: skip
+                emit(
+                    out,
+                    job.fmt,
+                    document,
+                    lambda: classify.render(results),
+                    lambda: classify.rows(results),
+                )
     if note := folders.note():
-        env.say(note)
+        env.note(note)
     if env.stderr_isatty or job.fmt in results_file.STREAMED or job.output is not None:
         held = f"; {len(output.already):,} already in {job.output}" if output.already else ""
         env.say(tally.line() + held)
@@ -201,11 +209,11 @@ def _classify(
         def skipped(path: str, why: str) -> None:
             folders.count(path, why)
             if job.verbose:
-                meter.print(f"cnn: skipped {path}: {why}")
+                meter.print(message("note", f"skipped {path}: {why}"))
 
         meter.count_total(lambda: job.inputs.count(output))
         entries = output.fresh(job.inputs.entries(env.stdin, skipped), skipped)
-        batches = classify.stream(classifier, entries, job.top, job.resize, job.batch_size)
+        batches = stream(classifier, entries, job.top, job.resize, job.batch_size)
         streamed = job.fmt in results_file.STREAMED
         write = results_file.Writer(env.stdout, job.fmt).write if streamed else results.extend
         return _drive(batches, write, meter), results
@@ -226,7 +234,9 @@ def _drive(
                     tally.add(batch)
                 for result in batch:
                     if result.error is not None:
-                        meter.print(f"cnn: error: {result.image}: {result.error}", style="red")
+                        meter.print(
+                            message("error", f"{result.image}: {result.error}"), style="red"
+                        )
                 meter.advance(len(batch))
         except KeyboardInterrupt as exc:
             tally.interrupted = Interrupted.of(exc)

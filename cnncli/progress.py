@@ -32,7 +32,7 @@ def status(env: Environment, message: str, announce: bool = False) -> Iterator[N
     the process is doing (`announce`: a conversion, a benchmark's step) is one line instead."""
     if not env.stderr_isatty:
         if announce:
-            env.say(f"cnn: {message}")
+            env.note(message)
         yield
         return
     with env.err_console().status(message):

@@ -35,11 +35,12 @@ from typing import BinaryIO, TextIO
 
 from PIL import Image
 
+from cnncli.choices import Format
 from cnncli.classify import CSV_HEADER, ImageResult, rows
 from cnncli.env import Environment
 from cnncli.errors import CnnError, UsageError
 from cnncli.inputs import Entry, Skipped, is_image_name
-from cnncli.output import Format, csv_lines, escaped, json_lines
+from cnncli.output import csv_lines, escaped, json_lines
 
 try:
     import fcntl

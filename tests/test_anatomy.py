@@ -93,15 +93,29 @@ def test_vgg16_compute_weights_and_memory(analysed: Analysed) -> None:
     assert a.peak_bytes == 224 * 224 * 64 * 4
     assert a.params_by_kind["norm"] == a.params_by_kind["depthwise"] == 0
     assert [s.stage for s in a.by_stage] == [
-        "224x224", "112x112", "56x56", "28x28", "14x14", "7x7", anatomy.VECTOR,
-    ]  # fmt: skip
+        "224x224",
+        "112x112",
+        "56x56",
+        "28x28",
+        "14x14",
+        "7x7",
+        anatomy.VECTOR,
+    ]
 
 
 @pytest.mark.parametrize(
     ("name", "depth"),
-    [("vgg16", 16), ("resnet18", 18), ("resnet34", 34), ("resnet50", 50), ("resnet101", 101),
-     ("resnet152", 152), ("inception_v3", 48), ("densenet121", 121)],
-)  # fmt: skip
+    [
+        ("vgg16", 16),
+        ("resnet18", 18),
+        ("resnet34", 34),
+        ("resnet50", 50),
+        ("resnet101", 101),
+        ("resnet152", 152),
+        ("inception_v3", 48),
+        ("densenet121", 121),
+    ],
+)
 def test_depth_is_the_number_in_the_name(analysed: Analysed, name: str, depth: int) -> None:
     assert analysed(name).depth == depth
 
@@ -144,8 +158,12 @@ def test_tiny_model_params_by_hand(tiny: Anatomy) -> None:
     separable = 3 * 3 * 4 + 4 * 5 + 5
     dense = 80 * 10 + 10
     assert tiny.params_by_kind == {
-        "conv": conv, "depthwise": depthwise + separable, "dense": dense, "norm": 0, "other": 0,
-    }  # fmt: skip
+        "conv": conv,
+        "depthwise": depthwise + separable,
+        "dense": dense,
+        "norm": 0,
+        "other": 0,
+    }
     assert tiny.params_total == tiny.params_trainable == 1023
     assert [row.params for row in tiny.layers] == [0, conv, depthwise, separable, 0, dense]
 
@@ -190,8 +208,12 @@ def test_grouped_transposed_and_nested_layers() -> None:
     a = analyse(keras.Model(inputs, y), "resnet18")
     assert [row.kind for row in a.layers] == ["other", "conv", "conv", "norm", "conv"]
     assert [row.macs for row in a.layers] == [
-        0, 36 * 8 * 9 * 4 // 2, 36 * 8 * 8, 0, 36 * 8 * 4 * 2,
-    ]  # fmt: skip
+        0,
+        36 * 8 * 9 * 4 // 2,
+        36 * 8 * 8,
+        0,
+        36 * 8 * 4 * 2,
+    ]
     assert a.params_by_kind["norm"] == 4 * 8
     assert a.params_by_kind["conv"] == 9 * 2 * 8 + (8 * 8 + 8) + (4 * 8 * 2 + 2)
     assert sum(a.params_by_kind.values()) == a.params_total
@@ -214,25 +236,40 @@ def test_conv1d_counts_in_one_dimension() -> None:
 def test_json_document_has_exactly_the_documented_keys(tiny: Anatomy) -> None:
     doc = tiny.as_dict()
     assert list(doc) == [
-        "arch", "input_shape", "preprocessing", "params", "params_by_kind", "macs",
-        "activation_bytes", "weights_mb", "depth", "reference",
-    ]  # fmt: skip
+        "arch",
+        "input_shape",
+        "preprocessing",
+        "params",
+        "params_by_kind",
+        "macs",
+        "activation_bytes",
+        "weights_mb",
+        "depth",
+        "reference",
+    ]
     assert list(doc["params"]) == ["total", "trainable", "non_trainable"]
     assert list(doc["params_by_kind"]) == ["conv", "depthwise", "dense", "norm", "other"]
     assert list(doc["activation_bytes"]) == ["total", "peak_layer", "by_stage"]
     assert doc["activation_bytes"]["peak_layer"] == {"name": "conv", "bytes": 1024}
     assert doc["activation_bytes"]["by_stage"][0] == {
-        "stage": "8x8", "layers": 2, "bytes": 1792, "macs": 6912,
-    }  # fmt: skip
+        "stage": "8x8",
+        "layers": 2,
+        "bytes": 1792,
+        "macs": 6912,
+    }
     assert doc["reference"] == {"top1": 71.3, "top5": 90.1}
     assert (doc["arch"], doc["preprocessing"], doc["input_shape"]) == ("vgg16", "caffe", [8, 8, 3])
     assert isinstance(doc["macs"], int)
     assert doc["params"]["total"] == 1023
     layers = tiny.as_dict(layers=True)["layers"]
     assert layers[-1] == {
-        "name": "fc", "kind": "dense", "output_shape": [10], "params": 810, "macs": 800,
+        "name": "fc",
+        "kind": "dense",
+        "output_shape": [10],
+        "params": 810,
+        "macs": 800,
         "activation_bytes": 40,
-    }  # fmt: skip
+    }
 
 
 def test_json_document_is_json(analysed: Analysed) -> None:
@@ -258,8 +295,21 @@ def test_render_prints_human_numbers(analysed: Analysed) -> None:
     for renderable in anatomy.render(analysed("vgg16"), layers=True):
         console.print(renderable)
     text = console.export_text()
-    for expected in ("vgg16", "224x224x3", "caffe", "depth 16", "71.3%", "90.1%", "527.8 MB",
-                     "138.36M", "15.47 G", "89.4%", "12.2 MB", "block1_conv1", "fc1"):  # fmt: skip
+    for expected in (
+        "vgg16",
+        "224x224x3",
+        "caffe",
+        "depth 16",
+        "71.3%",
+        "90.1%",
+        "527.8 MB",
+        "138.36M",
+        "15.47 G",
+        "89.4%",
+        "12.2 MB",
+        "block1_conv1",
+        "fc1",
+    ):
         assert expected in text
     short = Console(width=160, record=True)
     for renderable in anatomy.render(analysed("vgg16"), layers=False):

@@ -14,7 +14,8 @@ import pytest
 
 from cnncli import bench, litert, registry
 from cnncli.cache import ModelCache
-from cnncli.engines import Engine, open_classifier
+from cnncli.choices import Engine
+from cnncli.engines import open_classifier
 from cnncli.env import Environment
 from cnncli.loader import Weights
 from tests.conftest import MOBILENET_WEIGHTS, PHOTOS, ROOT, SAMPLES, needs_shared, seeded_model
@@ -42,21 +43,27 @@ def cnn_process(cache, *args, code: str | None = None) -> subprocess.CompletedPr
     """`cnn ARGS` in a fresh interpreter with CNN_CACHE_DIR=cache."""
     env = {**os.environ, "CNN_CACHE_DIR": str(cache)}
     command = ["-c", code] if code else ["-m", "cnncli", *map(str, args)]
-    return subprocess.run([sys.executable, *command], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, *command], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
+    )
 
 
 @needs_shared
 def test_engines_agree_on_real_weights_over_the_photos(cli, tmp_path):
     expected = json.loads((PHOTOS / "expected.json").read_text())
     photos = [PHOTOS / name for name in expected]
-    runs = {e: classify(cli, tmp_path, *photos, "-w", MOBILENET_WEIGHTS, "-e", e).json()
-            for e in ("keras", "litert")}  # fmt: skip
+    runs = {
+        e: classify(cli, tmp_path, *photos, "-w", MOBILENET_WEIGHTS, "-e", e).json()
+        for e in ("keras", "litert")
+    }
     assert runs["litert"]["engine"] == "litert" and runs["keras"]["engine"] == "keras"
     for ours, ref in zip(runs["litert"]["results"], runs["keras"]["results"], strict=True):
         assert [p["index"] for p in ours["predictions"]] == [p["index"] for p in ref["predictions"]]
-        np.testing.assert_allclose([p["score"] for p in ours["predictions"]],
-                                   [p["score"] for p in ref["predictions"]], atol=1e-4)  # fmt: skip
+        np.testing.assert_allclose(
+            [p["score"] for p in ours["predictions"]],
+            [p["score"] for p in ref["predictions"]],
+            atol=1e-4,
+        )
 
 
 def test_auto_converts_once_then_hits_without_tensorflow(cli, tmp_path, weights):
@@ -64,7 +71,7 @@ def test_auto_converts_once_then_hits_without_tensorflow(cli, tmp_path, weights)
     assert first.json()["engine"] == "litert"
     # Off a terminal too, the one slow step says what it is doing, once.
     assert first.stderr.splitlines() == [
-        "cnn: converting mobilenet_0.25 for LiteRT (once, then cached)"
+        "cnn: note: converting mobilenet_0.25 for LiteRT (once, then cached)"
     ]
     [entry] = ModelCache(tmp_path).entries()
     assert entry.key.arch == "mobilenet_0.25" and entry.key.weights.startswith("sha256:")
@@ -109,8 +116,11 @@ def flip_the_classifier(model: Path) -> None:
 
     interpreter = Interpreter(model_path=str(model))
     interpreter.allocate_tensors()
-    kernel = next(interpreter.get_tensor(d["index"]) for d in interpreter.get_tensor_details()
-                  if "conv_preds" in d["name"] and len(d["shape"]) == 4)  # fmt: skip
+    kernel = next(
+        interpreter.get_tensor(d["index"])
+        for d in interpreter.get_tensor_details()
+        if "conv_preds" in d["name"] and len(d["shape"]) == 4
+    )
     data = model.read_bytes()
     assert data.count(kernel.tobytes()) == 1
     model.write_bytes(data.replace(kernel.tobytes(), (-kernel).tobytes()))
@@ -131,9 +141,12 @@ def test_an_altered_entry_that_still_loads_is_rebuilt_with_a_warning(cli, tmp_pa
 
 @pytest.mark.parametrize(
     ("where", "engine", "expected"),
-    [("a file", "auto", "keras"), ("under a file", "auto", "keras"),
-     ("under a file", "litert", "litert")],
-)  # fmt: skip
+    [
+        ("a file", "auto", "keras"),
+        ("under a file", "auto", "keras"),
+        ("under a file", "litert", "litert"),
+    ],
+)
 def test_an_unwritable_cache_runs_without_caching(cli, tmp_path, weights, where, engine, expected):
     # Tests run as root, for whom no directory is read-only; a path through a file is.
     blocker = tmp_path / "blocker"
@@ -156,16 +169,26 @@ def test_random_weights_are_never_cached(cli, tmp_path):
 def test_concurrent_writers_leave_one_whole_entry(tmp_path, weights):
     args = ["classify", CAT, "-a", "mobilenet_0.25", "-w", weights, "-f", "json"]
     env = {**os.environ, "CNN_CACHE_DIR": str(tmp_path)}
-    procs = [subprocess.Popen([sys.executable, "-m", "cnncli", *map(str, args)], env=env,
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "cnncli", *map(str, args)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
     first, second = (json.loads(out)["results"] for out, _ in outputs)
     assert first == second
     [entry] = ModelCache(tmp_path).entries()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "hashes") == [
-        entry.path.name, entry.path.name + ".entry.json"]  # fmt: skip
+        entry.path.name,
+        entry.path.name + ".entry.json",
+    ]
     later = cnn_process(tmp_path, *args)
     assert later.returncode == 0 and json.loads(later.stdout)["results"] == first
 
@@ -202,7 +225,8 @@ def test_cache_list_and_clear(cli, tmp_path, weights):
     classify(cli, tmp_path, CAT, "-w", weights)
     listed = cli("cache", "list", "-f", "json", tmp=tmp_path).json()
     assert [(e["arch"], e["engine"], e["input_size"]) for e in listed] == [
-        ("mobilenet_0.25", "litert", 224)]  # fmt: skip
+        ("mobilenet_0.25", "litert", 224)
+    ]
     assert listed[0]["bytes"] > 1000 and listed[0]["age_seconds"] >= 0
     assert cli("cache", "clear", "resnet50", tmp=tmp_path).exit_code == 0
     assert len(ModelCache(tmp_path).entries()) == 1
@@ -212,15 +236,31 @@ def test_cache_list_and_clear(cli, tmp_path, weights):
 
 def test_bench_reports_every_figure_with_the_machine(cli, tmp_path, weights):
     # Blank items of a comma list are ignored, as everywhere.
-    run = cli("bench", "-a", "mobilenet_0.25,", "-e", "keras,litert,", "-w", weights,
-              "--repeats", "1", "--batch", "4", "-f", "json", tmp=tmp_path)  # fmt: skip
+    run = cli(
+        "bench",
+        "-a",
+        "mobilenet_0.25,",
+        "-e",
+        "keras,litert,",
+        "-w",
+        weights,
+        "--repeats",
+        "1",
+        "--batch-size",
+        "4",
+        "-f",
+        "json",
+        tmp=tmp_path,
+    )
     assert run.exit_code == 0, run.stderr
-    steps = [line for line in run.stderr.splitlines() if line.startswith("cnn: timing")]
+    steps = [line for line in run.stderr.splitlines() if line.startswith("cnn: note: timing")]
     assert len(steps) == 4  # a line per step off a terminal: warm, then cold, per engine
     doc = run.json()
     assert doc["machine"]["cores"] >= 1 and doc["machine"]["cpu"]
     assert [(r["arch"], r["engine"], r["batch"]) for r in doc["results"]] == [
-        ("mobilenet_0.25", "keras", 4), ("mobilenet_0.25", "litert", 4)]  # fmt: skip
+        ("mobilenet_0.25", "keras", 4),
+        ("mobilenet_0.25", "litert", 4),
+    ]
     for r in doc["results"]:
         assert r["cold_process_s"] > 0 and r["warm_ms_per_image"] > 0 and r["images_per_s"] > 0
 

@@ -13,8 +13,9 @@ from PIL import Image
 from rich.console import Console
 
 from cnncli import gradcam, labels, overlays, registry
+from cnncli.choices import Resize
 from cnncli.errors import CnnError, UsageError
-from cnncli.images import Resize, load_array
+from cnncli.images import load_array
 from cnncli.loader import Weights, build
 from tests.conftest import MOBILENET_WEIGHTS, SAMPLES, needs_shared
 
@@ -308,8 +309,9 @@ def test_explain_json_explains_the_top1_class(cli):
     assert run.exit_code == 0, run.stderr
     doc = run.json()
     assert set(doc) == {"image", "arch", "class", "heatmap", "weights", "output"}
-    labelled = cli("classify", SAMPLES / "coffee.jpg", *MOBILENET, "-e", "keras", "-k", "1",
-                   "-f", "json").json()["results"][0]["predictions"][0]  # fmt: skip
+    labelled = cli(
+        "classify", SAMPLES / "coffee.jpg", *MOBILENET, "-e", "keras", "-k", "1", "-f", "json"
+    ).json()["results"][0]["predictions"][0]
     assert doc["class"]["index"] == labelled["index"]
     assert doc["class"]["score"] == pytest.approx(labelled["score"], rel=1e-4)
     heat = np.array(doc["heatmap"])
@@ -350,8 +352,20 @@ def test_explain_an_unknown_class_is_a_usage_error(cli):
 def test_compare_explain_writes_a_montage_of_every_architecture(cli, tmp_path):
     out = tmp_path / "montage.png"
     archs = "mobilenet_0.25,mobilenet_v3_small"
-    run = cli("compare", SAMPLES / "cat.jpg", "-a", archs, "-w", "none", "-e", "keras",
-              "--explain", out, "-f", "json")  # fmt: skip
+    run = cli(
+        "compare",
+        SAMPLES / "cat.jpg",
+        "-a",
+        archs,
+        "-w",
+        "none",
+        "-e",
+        "keras",
+        "--montage",
+        out,
+        "-f",
+        "json",
+    )
     assert run.exit_code == 0, run.stderr
     assert [m["arch"] for m in run.json()["models"]] == archs.split(",")
     with Image.open(SAMPLES / "cat.jpg") as photo, Image.open(out) as sheet:

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnncli.choices import Resize
 from cnncli.errors import InputError
-from cnncli.images import Resize, crop_box, fit, load_array, load_rgb, scaled_size
+from cnncli.images import crop_box, fit, load_array, load_rgb, scaled_size
 from cnncli.inputs import Inputs
 from tests.conftest import PHOTOS, SAMPLES
 
@@ -111,8 +112,11 @@ ROTATED = (0x0112, 3, 1, struct.pack(">HH", 6, 0))  # Orientation: turn 90 degre
 
 def test_exif_pillow_cannot_write_back_still_turns_the_photo(tmp_path):
     """A tag of the wrong type (Predictor as text) made Pillow's exif_transpose raise."""
-    path = save(Image.new("RGB", (16, 8)), tmp_path / "odd.jpg", exif=exif(ROTATED,
-                (0x013D, 2, 4, b"abc\x00")))  # fmt: skip
+    path = save(
+        Image.new("RGB", (16, 8)),
+        tmp_path / "odd.jpg",
+        exif=exif(ROTATED, (0x013D, 2, 4, b"abc\x00")),
+    )
     assert load_rgb(path).size == (8, 16)
 
 

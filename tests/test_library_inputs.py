@@ -106,8 +106,16 @@ def test_a_listing_is_read_as_bytes_names_as_the_file_system_spells_them(library
     latin1 = os.fsencode(library) + b"/caf\xe9.jpg"
     (library / os.fsdecode(b"caf\xe9.jpg")).write_bytes(b"x")
     listing = tmp_path / "list.txt"
-    listing.write_bytes(b"\xef\xbb\xbf" + os.fsencode(library / "b.jpg") + b"\n" + latin1 +
-                        b"\r\n" + os.fsencode(library) + b"/gone\xff.jpg\n" + b"\n")  # fmt: skip
+    listing.write_bytes(
+        b"\xef\xbb\xbf"
+        + os.fsencode(library / "b.jpg")
+        + b"\n"
+        + latin1
+        + b"\r\n"
+        + os.fsencode(library)
+        + b"/gone\xff.jpg\n"
+        + b"\n"
+    )
     entries = list(Inputs((), files_from=str(listing)).entries())
     assert entries == [
         Entry(str(library / "b.jpg")),

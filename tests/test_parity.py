@@ -27,8 +27,13 @@ BY_MODE = {
     "torch": "densenet121",
     "none": "efficientnet_b0",
 }
-ENGINES = ["keras", pytest.param("litert", marks=pytest.mark.skipif(
-    not litert.available(), reason="ai-edge-litert is not installed"))]  # fmt: skip
+ENGINES = [
+    "keras",
+    pytest.param(
+        "litert",
+        marks=pytest.mark.skipif(not litert.available(), reason="ai-edge-litert is not installed"),
+    ),
+]
 
 
 def plain_keras_scores(model, arch: registry.Arch) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from cnncli import litert, registry
-from cnncli.cli import BROKEN_PIPE_EXIT
+from cnncli.errors import ExitStatus
 from tests.conftest import ROOT, SAMPLES
 
 CAT = SAMPLES / "cat.jpg"
@@ -31,15 +31,21 @@ from typer.testing import CliRunner
 from cnncli.cli import app
 result = CliRunner().invoke(app, {args!r})
 assert result.exit_code == 0, result.output
-print(sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
+print(sorted(m for m in ("tensorflow", "keras", "numpy", "PIL") if m in sys.modules))
 """
 
 
 def python(
     *args: object, timeout: float = 300, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=timeout, env={**os.environ, **(env or {})})  # fmt: skip
+    return subprocess.run(
+        [sys.executable, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.mark.parametrize(
@@ -53,7 +59,7 @@ def python(
         ["models", "--format", "json"],
     ],
 )
-def test_help_and_listing_do_not_import_tensorflow(args):
+def test_help_and_listing_import_no_tensorflow_numpy_or_pillow(args):
     proc = python("-c", PROBE.format(args=args))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
@@ -65,8 +71,23 @@ def test_no_line_but_cnns_own_even_when_tensorflow_logs_everything(engine):
     # the variable says: absl's warning and the CPU-feature line at import, converter INFO lines.
     if engine == "litert" and not litert.available():
         pytest.skip("ai-edge-litert is not installed")
-    proc = python("-m", "cnncli", "classify", CAT, "-a", "mobilenet_0.25", "-w", "none", "-e",
-                  engine, "-k", "2", "-f", "json", env={"TF_CPP_MIN_LOG_LEVEL": "0"})  # fmt: skip
+    proc = python(
+        "-m",
+        "cnncli",
+        "classify",
+        CAT,
+        "-a",
+        "mobilenet_0.25",
+        "-w",
+        "none",
+        "-e",
+        engine,
+        "-k",
+        "2",
+        "-f",
+        "json",
+        env={"TF_CPP_MIN_LOG_LEVEL": "0"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["engine"] == engine
     assert proc.stderr.splitlines() and all(
@@ -75,11 +96,27 @@ def test_no_line_but_cnns_own_even_when_tensorflow_logs_everything(engine):
 
 
 def test_debug_lets_native_output_through():
-    proc = python("-m", "cnncli", "classify", CAT, "-a", "mobilenet_0.25", "-w", "none", "-e",
-                  "keras", "-f", "json", "--debug", env={"TF_CPP_MIN_LOG_LEVEL": "0"})  # fmt: skip
+    proc = python(
+        "-m",
+        "cnncli",
+        "classify",
+        CAT,
+        "-a",
+        "mobilenet_0.25",
+        "-w",
+        "none",
+        "-e",
+        "keras",
+        "-f",
+        "json",
+        "--debug",
+        env={"TF_CPP_MIN_LOG_LEVEL": "0"},
+    )
     assert proc.returncode == 0, proc.stderr
-    assert any(re.match(r"[IWEF]\d{4} |WARNING: All log messages", line)
-               for line in proc.stderr.splitlines()), proc.stderr  # fmt: skip
+    assert any(
+        re.match(r"[IWEF]\d{4} |WARNING: All log messages", line)
+        for line in proc.stderr.splitlines()
+    ), proc.stderr
 
 
 SILENCED = """
@@ -105,8 +142,9 @@ def test_cnns_own_output_gets_through_while_native_output_is_silenced():
 def cnn_with(redirection: str, *args: object, **kwargs: Any) -> subprocess.CompletedProcess:
     """`cnn ARGS REDIRECTION` run by a shell, e.g. with `>&-` (stdout closed)."""
     command = ["sh", "-c", f'exec "$@" {redirection}', "sh", sys.executable, "-m", "cnncli"]
-    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, cwd=ROOT,
-                          timeout=300, **kwargs)  # fmt: skip
+    return subprocess.run(
+        [*command, *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=300, **kwargs
+    )
 
 
 def test_a_closed_stdout_is_one_error_line():
@@ -118,15 +156,41 @@ def test_a_closed_stdout_is_one_error_line():
 
 def test_a_closed_stdout_does_not_stop_a_run_writing_to_a_file(tmp_path):
     out = tmp_path / "out.jsonl"
-    proc = cnn_with(">&-", "classify", CAT, "-a", "mobilenet_0.25", "-w", "none", "-e", "keras",
-                    "-f", "jsonl", "-o", out)  # fmt: skip
+    proc = cnn_with(
+        ">&-",
+        "classify",
+        CAT,
+        "-a",
+        "mobilenet_0.25",
+        "-w",
+        "none",
+        "-e",
+        "keras",
+        "-f",
+        "jsonl",
+        "-o",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr
     assert [json.loads(line)["image"] for line in out.read_text().splitlines()] == [str(CAT)]
 
 
 def test_a_closed_stderr_does_not_stop_the_results():
-    proc = cnn_with("2>&-", "classify", CAT, "-a", "mobilenet_0.25", "-w", "none", "-e", "keras",
-                    "-k", "2", "-f", "csv")  # fmt: skip
+    proc = cnn_with(
+        "2>&-",
+        "classify",
+        CAT,
+        "-a",
+        "mobilenet_0.25",
+        "-w",
+        "none",
+        "-e",
+        "keras",
+        "-k",
+        "2",
+        "-f",
+        "csv",
+    )
     assert proc.returncode == 0
     assert [row[0] for row in csv.reader(io.StringIO(proc.stdout))] == ["image", str(CAT), str(CAT)]
 
@@ -135,14 +199,32 @@ def test_a_closed_stderr_does_not_stop_the_results():
 def test_a_reader_that_stops_reading_ends_the_run_quietly(fmt):
     # Four images of 1000 rows each, one batch at a time: far more than a pipe holds, so the
     # run is still writing when the reader (`| head -1`) goes away.
-    command = [sys.executable, "-m", "cnncli", "classify", SAMPLES, "-a", "mobilenet_0.25", "-w",
-               "none", "-e", "keras", "-k", "1000", "--batch-size", "1", "-f", fmt]  # fmt: skip
-    proc = subprocess.Popen(list(map(str, command)), cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "cnncli",
+        "classify",
+        SAMPLES,
+        "-a",
+        "mobilenet_0.25",
+        "-w",
+        "none",
+        "-e",
+        "keras",
+        "-k",
+        "1000",
+        "--batch-size",
+        "1",
+        "-f",
+        fmt,
+    ]
+    proc = subprocess.Popen(
+        list(map(str, command)), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline()
     proc.stdout.close()
     _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == BROKEN_PIPE_EXIT, stderr
+    assert proc.returncode == ExitStatus.BROKEN_PIPE, stderr
     assert "error" not in stderr and "Traceback" not in stderr
 
 
@@ -162,8 +244,14 @@ def stop_when(line: str, sig: int, args: list[object], cache: Path) -> tuple[int
     exit status and stderr."""
     command = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", sys.executable, "-m", "cnncli", *args]
     env = {**os.environ, "CNN_CACHE_DIR": str(cache)}
-    proc = subprocess.Popen(list(map(str, command)), cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        list(map(str, command)),
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     watchdog = threading.Timer(300, proc.kill)  # bounds the blocking reads below
     watchdog.start()
     try:
@@ -213,11 +301,34 @@ def test_sigterm_during_a_run_flushes_the_results_and_exits_143(tmp_path):
     for i in range(400):
         shutil.copy(CAT, library / f"{i:03d}.jpg")
     out = tmp_path / "out.jsonl"
-    command = [sys.executable, "-m", "cnncli", "classify", library, "-a", "mobilenet_0.25",
-               "-w", "none", "-e", "keras", "-k", "1", "--batch-size", "4", "-f", "jsonl",
-               "-o", out]  # fmt: skip
-    proc = subprocess.Popen(list(map(str, command)), cwd=ROOT, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "cnncli",
+        "classify",
+        library,
+        "-a",
+        "mobilenet_0.25",
+        "-w",
+        "none",
+        "-e",
+        "keras",
+        "-k",
+        "1",
+        "--batch-size",
+        "4",
+        "-f",
+        "jsonl",
+        "-o",
+        out,
+    ]
+    proc = subprocess.Popen(
+        list(map(str, command)),
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 300
     while not (out.exists() and out.read_bytes().count(b"\n") >= 4):
         assert proc.poll() is None and time.monotonic() < deadline, "no results were written"
@@ -230,8 +341,18 @@ def test_sigterm_during_a_run_flushes_the_results_and_exits_143(tmp_path):
     assert "interrupted:" in stderr and "Traceback" not in stderr
 
 
-COMMANDS = [[], ["classify"], ["compare"], ["explain"], ["summary"], ["models"], ["bench"],
-            ["cache"], ["cache", "list"], ["cache", "clear"]]  # fmt: skip
+COMMANDS = [
+    [],
+    ["classify"],
+    ["compare"],
+    ["explain"],
+    ["summary"],
+    ["models"],
+    ["bench"],
+    ["cache"],
+    ["cache", "list"],
+    ["cache", "clear"],
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "cnn")

@@ -109,9 +109,7 @@ def test_modes_cover_all_four_kinds():
 def test_width_variants_pass_their_multiplier():
     assert registry.get("mobilenet_0.25").kwargs == {"alpha": 0.25}
     assert registry.get("mobilenet_v2_1.4").kwargs == {"alpha": 1.4}
-    assert registry.get("mobilenet_v3_small_minimalistic").kwargs == {
-        "minimalistic": True
-    }
+    assert registry.get("mobilenet_v3_small_minimalistic").kwargs == {"minimalistic": True}
 
 
 @pytest.mark.parametrize(

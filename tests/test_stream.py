@@ -26,11 +26,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cnncli import litert, pipeline, registry
+from cnncli.choices import Engine, Resize
 from cnncli.classify import CSV_HEADER
 from cnncli.cli import app
-from cnncli.engines import Classifier, Engine, open_classifier
+from cnncli.engines import Classifier, open_classifier
 from cnncli.env import Environment
-from cnncli.images import Resize
 from cnncli.inputs import Entry, Inputs
 from cnncli.loader import Weights
 from tests.conftest import ROOT, SAMPLES, Run, run_cli, seeded_model
@@ -75,12 +75,23 @@ class Model:
     def process(self, *args: object, stdin: str | None = None) -> subprocess.CompletedProcess:
         """`cnn classify ARGS` as a fresh process."""
         command = [sys.executable, "-m", "cnncli", *map(str, self.args(*args))]
-        return subprocess.run(command, input=stdin, capture_output=True, text=True,
-                              env=self.env(), cwd=ROOT, timeout=300)  # fmt: skip
+        return subprocess.run(
+            command,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            cwd=ROOT,
+            timeout=300,
+        )
 
     def classifier(self) -> Classifier:
-        return open_classifier(registry.get(ARCH), Weights("file", self.weights), Engine.litert,
-                               Environment(cache_dir=self.cache))  # fmt: skip
+        return open_classifier(
+            registry.get(ARCH),
+            Weights("file", self.weights),
+            Engine.litert,
+            Environment(cache_dir=self.cache),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +227,7 @@ def test_bad_files_are_reported_and_never_stop_the_run(model, tmp_path):
     assert "truncated" in errors.pop(str(folder / "cut.jpg"))
     assert "cannot identify" in errors.pop(str(folder / "zero.jpg"))
     assert errors == {str(p): None for p in [*good, folder / "large.jpg"]}
-    assert f"cnn: skipped {folder / 'notes.txt'}: not an image file" in run.stderr
+    assert f"cnn: note: skipped {folder / 'notes.txt'}: not an image file" in run.stderr
     assert sum(line.startswith("cnn: error: ") for line in run.stderr.splitlines()) == 3
     assert "4 classified, 3 failed" in run.stderr
 
@@ -283,8 +294,9 @@ def test_subfolders_left_out_without_recursive_are_one_note(model, tmp_path):
 
 def test_progress_on_a_terminal_shows_rate_and_total(model, photos):
     err = io.StringIO()
-    env = Environment(stdout=io.StringIO(), stderr=err, stderr_isatty=True, colors=False,
-                      cache_dir=model.cache)  # fmt: skip
+    env = Environment(
+        stdout=io.StringIO(), stderr=err, stderr_isatty=True, colors=False, cache_dir=model.cache
+    )
     args = model.args(photos[0].parent, "-r", "-f", "jsonl", "--batch-size", "4")
     assert CliRunner().invoke(app, [str(a) for a in args], obj=env).exit_code == 0
     assert "images/s" in err.getvalue() and f"/{len(photos)}" in err.getvalue()
@@ -304,10 +316,21 @@ def test_files_from_a_pipe_dev_null_or_a_missing_file(model, photos, tmp_path):
     read, write = os.pipe()
     os.write(write, "".join(f"{p}\n" for p in photos[:2]).encode())
     os.close(write)
-    command = [sys.executable, "-m", "cnncli", *map(str, model.args("--files-from",
-               f"/dev/fd/{read}", "-f", "jsonl"))]  # fmt: skip
-    proc = subprocess.run(command, capture_output=True, text=True, env=model.env(), cwd=ROOT,
-                          timeout=300, pass_fds=(read,))  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "cnncli",
+        *map(str, model.args("--files-from", f"/dev/fd/{read}", "-f", "jsonl")),
+    ]
+    proc = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env=model.env(),
+        cwd=ROOT,
+        timeout=300,
+        pass_fds=(read,),
+    )
     os.close(read)
     assert proc.returncode == 0, proc.stderr
     assert [json.loads(line)["image"] for line in proc.stdout.splitlines()] == list(
@@ -327,8 +350,12 @@ def test_a_name_that_is_not_utf8_prints_in_every_format(model, tmp_path):
     listing = tmp_path / "list.txt"
     listing.write_bytes(raw + b"\n")
     env = {**model.env(), "PYTHONIOENCODING": "utf-8:strict"}
-    command = [sys.executable, "-m", "cnncli", *map(str, model.args("--files-from", listing,
-               "-f", "csv"))]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "cnncli",
+        *map(str, model.args("--files-from", listing, "-f", "csv")),
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[1].startswith(f"{tmp_path}/caf\\xe9.jpg,1,")
@@ -348,8 +375,14 @@ def test_an_interrupted_run_resumes_to_exactly_one_line_per_image(model, library
     seed = random.randrange(10**6)
     threshold = random.Random(seed).randrange(1, len(library) // 2)
     command = [sys.executable, "-m", "cnncli", *map(str, model.args(*args))]
-    first = subprocess.Popen(command, env=model.env(), cwd=ROOT, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    first = subprocess.Popen(
+        command,
+        env=model.env(),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not (out.exists() and out.read_bytes().count(b"\n") >= threshold):
         assert first.poll() is None and time.monotonic() < deadline, f"seed {seed}: no lines"
@@ -451,7 +484,7 @@ def test_discovery_skips_the_output_file_itself(model, tmp_path, resume):
     run = model.run(tmp_path / "dir" / "*", "-f", "jsonl", "-o", out, "-v", *["--resume"] * resume)
     assert run.exit_code == 0, run.stderr
     assert [r["image"] for r in lines_of(out)] == [str(p) for p in paths]
-    assert f"cnn: skipped {out}: it is the --output file" in run.stderr
+    assert f"cnn: note: skipped {out}: it is the --output file" in run.stderr
 
 
 def test_resume_matches_images_by_resolved_path(model, photos, tmp_path, monkeypatch):
@@ -495,8 +528,14 @@ def test_a_second_run_on_a_file_being_written_stops_and_leaves_it_alone(model, l
     out = tmp_path / "out.jsonl"
     args = (library[0].parent.parent, "--recursive", "-f", "jsonl", "-o", out, "--batch-size", 8)
     command = [sys.executable, "-m", "cnncli", *map(str, model.args(*args))]
-    first = subprocess.Popen(command, env=model.env(), cwd=ROOT, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    first = subprocess.Popen(
+        command,
+        env=model.env(),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (out.exists() and out.read_bytes().count(b"\n") >= 8):
@@ -539,8 +578,9 @@ def test_names_that_cannot_be_encoded_are_written_losslessly_and_resumed(model, 
     out = tmp_path / f"out.{fmt}"
     command = [sys.executable, "-m", "cnncli", *map(str, model.args(paths[0].parent))]
     ascii_io = {**model.env(), "PYTHONIOENCODING": "ascii"}
-    proc = subprocess.run([*command, "-f", fmt, "-o", out], capture_output=True, env=ascii_io,
-                          cwd=ROOT, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [*command, "-f", fmt, "-o", out], capture_output=True, env=ascii_io, cwd=ROOT, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     written = out.read_bytes()
     if fmt == "csv":  # the names' own bytes
@@ -570,8 +610,14 @@ def test_a_stdout_that_cannot_encode_a_name_gets_backslash_escapes(model, tmp_pa
 
 def test_the_table_is_printed_after_the_progress_display_is_gone(model, photos):
     terminal = io.StringIO()  # stdout and stderr on one terminal, as in a shell
-    env = Environment(stdout=terminal, stderr=terminal, stdout_isatty=True, stderr_isatty=True,
-                      colors=False, cache_dir=model.cache)  # fmt: skip
+    env = Environment(
+        stdout=terminal,
+        stderr=terminal,
+        stdout_isatty=True,
+        stderr_isatty=True,
+        colors=False,
+        cache_dir=model.cache,
+    )
     args = model.args(photos[0], photos[1])
     assert CliRunner().invoke(app, [str(a) for a in args], obj=env).exit_code == 0
     screen = terminal.getvalue()

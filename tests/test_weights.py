@@ -73,8 +73,10 @@ def other_files(tmp_path_factory):
 
 def test_weights_of_another_model_say_what_the_file_holds(cli, other_files):
     v2, ten = other_files
-    holdings = [(v2, "105 layers with weights (1,691,208 values),"),
-                (ten, "55 layers with weights (221,114 values) for 10 classes,")]  # fmt: skip
+    holdings = [
+        (v2, "105 layers with weights (1,691,208 values),"),
+        (ten, "55 layers with weights (221,114 values) for 10 classes,"),
+    ]
     for path, holds in holdings:
         run = cli("classify", CAT, "-a", "mobilenet_0.25", "-w", path)
         assert run.exit_code == 1

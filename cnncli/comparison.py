@@ -19,8 +19,9 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from cnncli.choices import Resize
 from cnncli.engines import Classifier
-from cnncli.images import Resize, load_array
+from cnncli.images import load_array
 from cnncli.labels import Prediction, decode
 from cnncli.output import CsvRows, human
 from cnncli.registry import Arch
@@ -32,23 +33,25 @@ TIMED_RUNS = 3
 
 @dataclass(frozen=True)
 class ModelRun:
-    """One architecture's answer for the photo, with its size and speed."""
+    """One architecture's answer for the photo, with its weights, engine, size and speed."""
 
     arch: str
+    weights: str
+    engine: str
     predictions: tuple[Prediction, ...]
     params: int
     ms: float
-    engine: str
-    agrees: bool = False
+    agrees_with_majority: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "arch": self.arch,
+            "weights": self.weights,
+            "engine": self.engine,
             "predictions": [p.as_dict() for p in self.predictions],
             "params": self.params,
             "ms": round(self.ms, 2),
-            "engine": self.engine,
-            "agrees_with_majority": self.agrees,
+            "agrees_with_majority": self.agrees_with_majority,
         }
 
 
@@ -91,8 +94,14 @@ def _run(classifier: Classifier, pixels: np.ndarray, top: int) -> ModelRun:
     """One model's answer for the photo, timed after a warm-up pass."""
     scores, seconds = warm_median(lambda: classifier.scores(pixels), TIMED_RUNS)
     arch = classifier.arch
+    predictions = tuple(decode(scores[0], top))
     return ModelRun(
-        arch.name, tuple(decode(scores[0], top)), arch.params, seconds * 1000, classifier.engine
+        arch.name,
+        str(classifier.weights),
+        classifier.engine,
+        predictions,
+        arch.params,
+        seconds * 1000,
     )
 
 
@@ -102,7 +111,9 @@ def _with_majority(image: str, runs: list[ModelRun]) -> Comparison:
     index, count = votes.most_common(1)[0] if votes else (None, 0)
     if count * 2 <= len(runs) and len(runs) > 1:
         return Comparison(image, tuple(runs), None)
-    marked = tuple(dataclasses.replace(r, agrees=r.predictions[0].index == index) for r in runs)
+    marked = tuple(
+        dataclasses.replace(r, agrees_with_majority=r.predictions[0].index == index) for r in runs
+    )
     majority = next(r.predictions[0] for r in runs if r.predictions[0].index == index)
     return Comparison(image, marked, majority)
 
@@ -122,7 +133,8 @@ def render(comparison: Comparison) -> list[RenderableType]:
     table.add_section()
     table.add_row("params", *(human(r.params) for r in comparison.runs))
     table.add_row("ms", *(f"{r.ms:.1f} ({r.engine})" for r in comparison.runs))
-    table.add_row("majority", *("yes" if r.agrees else "no" for r in comparison.runs))
+    agrees = ("yes" if r.agrees_with_majority else "no" for r in comparison.runs)
+    table.add_row("agrees with majority", *agrees)
     verdict = comparison.majority.label if comparison.majority else "none (no top-1 shared by most)"
     return [table, Text(f"majority top-1: {verdict}")]
 
@@ -131,12 +143,29 @@ def _cell(p: Prediction) -> str:
     return f"{p.label} {p.score:.3f}"
 
 
+#: The columns of `--format csv`: the keys of the JSON, a row per (architecture, rank).
+CSV_HEADER = (
+    "arch",
+    "weights",
+    "engine",
+    "rank",
+    "index",
+    "wnid",
+    "label",
+    "score",
+    "params",
+    "ms",
+    "agrees_with_majority",
+)
+
+
 def rows(comparison: Comparison) -> CsvRows:
     """CSV: one row per (architecture, rank)."""
-    header = ("arch", "rank", "index", "wnid", "label", "score", "params", "ms", "agrees")
     body = [
         (
             r.arch,
+            r.weights,
+            r.engine,
             p.rank,
             p.index,
             p.wnid,
@@ -144,9 +173,9 @@ def rows(comparison: Comparison) -> CsvRows:
             f"{p.score:.6g}",
             r.params,
             f"{r.ms:.2f}",
-            r.agrees,
+            r.agrees_with_majority,
         )
         for r in comparison.runs
         for p in r.predictions
     ]
-    return header, body
+    return CSV_HEADER, body

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cnncli.compare import ModelRun, _with_majority
+from cnncli.comparison import ModelRun, _with_majority
 from cnncli.labels import decode
 from tests.conftest import MOBILENET_WEIGHTS, SAMPLES, needs_shared
 
@@ -16,7 +16,7 @@ def run_with_top(arch: str, index: int) -> ModelRun:
 
     scores = np.zeros(1000)
     scores[index] = 1.0
-    return ModelRun(arch, tuple(decode(scores, 1)), 1, 1.0, "keras")
+    return ModelRun(arch, "none", "keras", tuple(decode(scores, 1)), 1, 1.0)
 
 
 def test_majority_marks_the_agreeing_models():
@@ -24,13 +24,13 @@ def test_majority_marks_the_agreeing_models():
         "x", [run_with_top("a", 281), run_with_top("b", 281), run_with_top("c", 5)]
     )
     assert result.majority.index == 281
-    assert [r.agrees for r in result.runs] == [True, True, False]
+    assert [r.agrees_with_majority for r in result.runs] == [True, True, False]
 
 
 def test_a_tie_has_no_majority():
     result = _with_majority("x", [run_with_top("a", 281), run_with_top("b", 5)])
     assert result.majority is None
-    assert not any(r.agrees for r in result.runs)
+    assert not any(r.agrees_with_majority for r in result.runs)
 
 
 def test_compare_json_has_a_model_per_arch_at_its_own_size(cli):
@@ -64,7 +64,7 @@ def test_real_weights_agree_and_table_shows_rows(cli):
     run = cli("compare", CAT, "-a", "mobilenet_0.25,mobilenet_0.25", "-w", f"{w},{w}", "-k", "3")
     assert run.exit_code == 0, run.stderr
     assert "majority top-1: Egyptian_cat" in run.stdout
-    for row in ("params", "ms", "majority"):
+    for row in ("params", "ms", "agrees with majority"):
         assert any(line.strip().startswith(row) for line in run.stdout.splitlines())
 
 

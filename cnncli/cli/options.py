@@ -1,0 +1,91 @@
+"""The command line's vocabulary: every option that more than one command takes, spelled once.
+
+One grammar for every command: the architecture is always `--arch/-a`, weights `--weights/-w`,
+the engine `--engine/-e`, the batch size `--batch-size/-b`, the format `--format/-f`, and
+`--output/-o` always names the command's main output. An option that takes several values takes
+them as one comma list (`-a vgg16,resnet50`), read by `comma_list` in one way everywhere.
+
+Nothing here imports NumPy, Pillow or TensorFlow, so `cnn --help` stays instant.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cnncli.choices import Engine, Format, Resize
+from cnncli.errors import UsageError
+
+ArchOption = Annotated[
+    str, typer.Option("--arch", "-a", metavar="ARCH", help="Architecture (`cnn models`).")
+]
+ArchsOption = Annotated[
+    str,
+    typer.Option(
+        "--arch", "-a", metavar="ARCH,...", help="Architectures, comma-separated (`cnn models`)."
+    ),
+]
+WeightsOption = Annotated[
+    str,
+    typer.Option(
+        "--weights",
+        "-w",
+        metavar="WEIGHTS",
+        help="imagenet (download), none (random) or a .h5 weights file.",
+    ),
+]
+WeightsListOption = Annotated[
+    str,
+    typer.Option(
+        "--weights",
+        "-w",
+        metavar="WEIGHTS,...",
+        help="imagenet, none or a .h5 file: one for all architectures, or one per architecture.",
+    ),
+]
+EngineOption = Annotated[
+    Engine,
+    typer.Option(
+        "--engine",
+        "-e",
+        metavar=Engine.metavar(),
+        help="auto: LiteRT when installed, else Keras.",
+    ),
+]
+EnginesOption = Annotated[
+    str,
+    typer.Option(
+        "--engine", "-e", metavar="ENGINE,...", help="Engines, comma-separated (keras, litert)."
+    ),
+]
+TopOption = Annotated[
+    int,
+    typer.Option("--top", "-k", metavar="K", min=1, max=1000, help="How many classes to show."),
+]
+ResizeOption = Annotated[
+    Resize,
+    typer.Option(
+        metavar=Resize.metavar(),
+        help="crop: shorter side to size/0.875, centre crop; stretch: squash.",
+    ),
+]
+FormatOption = Annotated[
+    Format, typer.Option("--format", "-f", metavar=Format.metavar(), help="Output format.")
+]
+BatchSizeOption = Annotated[
+    int,
+    typer.Option("--batch-size", "-b", metavar="N", min=1, help="Images per forward pass."),
+]
+DebugOption = Annotated[
+    bool, typer.Option("--debug", help="Show tracebacks and native libraries' own output.")
+]
+
+
+def comma_list(text: str, option: str) -> list[str]:
+    """The items of a comma-separated option, the one way every such option is read: blank
+    items are ignored (`-a resnet50,`), a list with none at all is a usage error."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise UsageError(f"{option} '{text}' names nothing: give one or more, separated by commas")
+    return items
