@@ -13,7 +13,8 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +22,10 @@ from typing import Any, Literal
 from cnncli.errors import CnnError, UsageError, first_line
 from cnncli.registry import Arch
 from cnncli.tf_runtime import import_keras
+
+#: The seed of random initialisation (`--weights none`, and the base of a file's weights): random
+#: weights, but the same ones every run, so an example or a test shows the same labels twice.
+RANDOM_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -82,12 +87,29 @@ def build(arch: Arch, weights: Weights) -> Any:
             if "URL fetch failure" in str(exc) or isinstance(exc, OSError):
                 raise imagenet_error(arch, exc, present) from exc
             raise
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _seeded(RANDOM_SEED):
         warnings.simplefilter("ignore")
         model = make(weights=None, input_shape=shape, **arch.kwargs)
     if weights.path is not None:
         load_weights_file(model, arch, weights.path)
     return model
+
+
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Keras's initialisers seeded for the block, and Python's and NumPy's global generators
+    given back their state after it: a library call must not reseed its caller's randomness."""
+    import random
+
+    import numpy as np
+
+    saved = random.getstate(), np.random.get_state()
+    import_keras().utils.set_random_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
 
 
 def keras_cache_dir() -> Path:

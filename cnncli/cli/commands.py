@@ -14,12 +14,14 @@ from cnncli import registry
 from cnncli.choices import Engine, Format, Resize
 from cnncli.cli.app import CnnGroup, app, environment, guarded
 from cnncli.cli.options import (
+    ArchArgument,
     ArchOption,
     ArchsOption,
     BatchSizeOption,
     EngineOption,
     EnginesOption,
     FormatOption,
+    MaybeArchOption,
     ResizeOption,
     TopOption,
     WeightsListOption,
@@ -184,13 +186,8 @@ def explain(
 @guarded
 def summary(
     ctx: typer.Context,
-    name: Annotated[
-        str | None, typer.Argument(metavar="ARCH", help="Architecture, as with --arch.")
-    ] = None,
-    arch: Annotated[
-        str | None,
-        typer.Option("--arch", "-a", metavar="ARCH", help="Architecture (`cnn models`)."),
-    ] = None,
+    name: ArchArgument = None,
+    arch: MaybeArchOption = None,
     layers: Annotated[bool, typer.Option("--layers", help="Add the per-layer table.")] = False,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -270,13 +267,8 @@ def cache_list(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
 @guarded
 def cache_clear(
     ctx: typer.Context,
-    name: Annotated[
-        str | None, typer.Argument(metavar="ARCH", help="Architecture, as with --arch.")
-    ] = None,
-    arch: Annotated[
-        str | None,
-        typer.Option("--arch", "-a", metavar="ARCH", help="Only this architecture's entries."),
-    ] = None,
+    name: ArchArgument = None,
+    arch: MaybeArchOption = None,
 ) -> None:
     """Remove cached compiled models (all, or one architecture's) and what interrupted
     conversions left behind."""

@@ -20,6 +20,14 @@ from cnncli.errors import UsageError
 ArchOption = Annotated[
     str, typer.Option("--arch", "-a", metavar="ARCH", help="Architecture (`cnn models`).")
 ]
+#: The architecture of a command about one, as an argument (`cnn summary vgg16`) or as `-a`.
+ArchArgument = Annotated[
+    str | None, typer.Argument(metavar="ARCH", help="Architecture, as with --arch.")
+]
+MaybeArchOption = Annotated[
+    str | None,
+    typer.Option("--arch", "-a", metavar="ARCH", help="Architecture (`cnn models`)."),
+]
 ArchsOption = Annotated[
     str,
     typer.Option(
