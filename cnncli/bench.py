@@ -43,7 +43,7 @@ class Measurement:
 
     arch: str
     engine: str
-    batch: int
+    batch_size: int
     cold_process_s: float
     warm_ms_per_image: float
     images_per_s: float
@@ -165,7 +165,7 @@ def document(results: Sequence[Measurement]) -> dict[str, object]:
 def render(results: Sequence[Measurement]) -> list[RenderableType]:
     info = machine()
     table = Table(box=box.SIMPLE_HEAD)
-    for column in ("arch", "engine", "cold process s", "warm ms/image", "batch", "images/s"):
+    for column in ("arch", "engine", "cold process s", "warm ms/image", "batch size", "images/s"):
         table.add_column(column, justify="left" if column in ("arch", "engine") else "right")
     for r in results:
         table.add_row(
@@ -173,7 +173,7 @@ def render(results: Sequence[Measurement]) -> list[RenderableType]:
             r.engine,
             f"{r.cold_process_s:.2f}",
             f"{r.warm_ms_per_image:.1f}",
-            str(r.batch),
+            str(r.batch_size),
             f"{r.images_per_s:.1f}",
         )
     return [Text(f"{info['cpu']}, {info['cores']} cores, Python {info['python']}"), table]

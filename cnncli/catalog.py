@@ -10,7 +10,7 @@ from cnncli.output import CsvRows, human
 from cnncli.registry import ARCHS, Arch
 
 COLUMNS = (
-    "name",
+    "arch",
     "input_size",
     "preprocessing",
     "params",
@@ -25,7 +25,7 @@ COLUMNS = (
 
 def _record(arch: Arch) -> dict[str, object]:
     return {
-        "name": arch.name,
+        "arch": arch.name,
         "input_size": arch.input_size,
         "preprocessing": arch.preprocessing,
         "params": arch.params,

@@ -257,7 +257,7 @@ def test_bench_reports_every_figure_with_the_machine(cli, tmp_path, weights):
     assert len(steps) == 4  # a line per step off a terminal: warm, then cold, per engine
     doc = run.json()
     assert doc["machine"]["cores"] >= 1 and doc["machine"]["cpu"]
-    assert [(r["arch"], r["engine"], r["batch"]) for r in doc["results"]] == [
+    assert [(r["arch"], r["engine"], r["batch_size"]) for r in doc["results"]] == [
         ("mobilenet_0.25", "keras", 4),
         ("mobilenet_0.25", "litert", 4),
     ]

@@ -382,7 +382,7 @@ def test_models_json_lists_every_record_with_int_input_size(cli):
     assert run.exit_code == 0
     models = run.json()
     assert len(models) == 52
-    by_name = {m["name"]: m for m in models}
+    by_name = {m["arch"]: m for m in models}
     assert by_name["inception_v3"]["input_size"] == 299
     assert all(isinstance(m["input_size"], int) for m in models)
     assert by_name["vgg16"]["params"] == 138_357_544
