@@ -24,6 +24,16 @@ from cnncli.errors import ExitStatus
 from tests.conftest import ROOT, SAMPLES
 
 CAT = SAMPLES / "cat.jpg"
+#: TensorFlow told to log everything: what 2.21 prints on some CPUs whatever it is told.
+LOUD = {"TF_CPP_MIN_LOG_LEVEL": "0"}
+#: A random MobileNet-0.25: the cheapest real model.
+RANDOM = ("-a", "mobilenet_0.25", "-w", "none")
+
+
+def cnn(*args: object) -> list[str]:
+    """The command line of `python -m cnncli ARGS`."""
+    return [sys.executable, "-m", "cnncli", *map(str, args)]
+
 
 PROBE = """
 import sys
@@ -38,6 +48,7 @@ print(sorted(m for m in ("tensorflow", "keras", "numpy", "PIL") if m in sys.modu
 def python(
     *args: object, timeout: float = 300, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
+    """`python ARGS` from the repository's root, with `env` added to this process's variables."""
     return subprocess.run(
         [sys.executable, *map(str, args)],
         capture_output=True,
@@ -71,23 +82,7 @@ def test_no_line_but_cnns_own_even_when_tensorflow_logs_everything(engine):
     # the variable says: absl's warning and the CPU-feature line at import, converter INFO lines.
     if engine == "litert" and not litert.available():
         pytest.skip("ai-edge-litert is not installed")
-    proc = python(
-        "-m",
-        "cnncli",
-        "classify",
-        CAT,
-        "-a",
-        "mobilenet_0.25",
-        "-w",
-        "none",
-        "-e",
-        engine,
-        "-k",
-        "2",
-        "-f",
-        "json",
-        env={"TF_CPP_MIN_LOG_LEVEL": "0"},
-    )
+    proc = python("-m", "cnncli", "classify", CAT, *RANDOM, "-e", engine, "-f", "json", env=LOUD)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["engine"] == engine
     assert proc.stderr.splitlines() and all(
@@ -96,22 +91,8 @@ def test_no_line_but_cnns_own_even_when_tensorflow_logs_everything(engine):
 
 
 def test_debug_lets_native_output_through():
-    proc = python(
-        "-m",
-        "cnncli",
-        "classify",
-        CAT,
-        "-a",
-        "mobilenet_0.25",
-        "-w",
-        "none",
-        "-e",
-        "keras",
-        "-f",
-        "json",
-        "--debug",
-        env={"TF_CPP_MIN_LOG_LEVEL": "0"},
-    )
+    args = ("classify", CAT, *RANDOM, "-e", "keras", "-f", "json", "--debug")
+    proc = python("-m", "cnncli", *args, env=LOUD)
     assert proc.returncode == 0, proc.stderr
     assert any(
         re.match(r"[IWEF]\d{4} |WARNING: All log messages", line)
@@ -156,41 +137,13 @@ def test_a_closed_stdout_is_one_error_line():
 
 def test_a_closed_stdout_does_not_stop_a_run_writing_to_a_file(tmp_path):
     out = tmp_path / "out.jsonl"
-    proc = cnn_with(
-        ">&-",
-        "classify",
-        CAT,
-        "-a",
-        "mobilenet_0.25",
-        "-w",
-        "none",
-        "-e",
-        "keras",
-        "-f",
-        "jsonl",
-        "-o",
-        out,
-    )
+    proc = cnn_with(">&-", "classify", CAT, *RANDOM, "-e", "keras", "-f", "jsonl", "-o", out)
     assert proc.returncode == 0, proc.stderr
     assert [json.loads(line)["image"] for line in out.read_text().splitlines()] == [str(CAT)]
 
 
 def test_a_closed_stderr_does_not_stop_the_results():
-    proc = cnn_with(
-        "2>&-",
-        "classify",
-        CAT,
-        "-a",
-        "mobilenet_0.25",
-        "-w",
-        "none",
-        "-e",
-        "keras",
-        "-k",
-        "2",
-        "-f",
-        "csv",
-    )
+    proc = cnn_with("2>&-", "classify", CAT, *RANDOM, "-e", "keras", "-k", "2", "-f", "csv")
     assert proc.returncode == 0
     assert [row[0] for row in csv.reader(io.StringIO(proc.stdout))] == ["image", str(CAT), str(CAT)]
 
@@ -199,27 +152,9 @@ def test_a_closed_stderr_does_not_stop_the_results():
 def test_a_reader_that_stops_reading_ends_the_run_quietly(fmt):
     # Four images of 1000 rows each, one batch at a time: far more than a pipe holds, so the
     # run is still writing when the reader (`| head -1`) goes away.
-    command = [
-        sys.executable,
-        "-m",
-        "cnncli",
-        "classify",
-        SAMPLES,
-        "-a",
-        "mobilenet_0.25",
-        "-w",
-        "none",
-        "-e",
-        "keras",
-        "-k",
-        "1000",
-        "--batch-size",
-        "1",
-        "-f",
-        fmt,
-    ]
+    command = cnn("classify", SAMPLES, *RANDOM, "-e", "keras", "-k", 1000, "-b", 1, "-f", fmt)
     proc = subprocess.Popen(
-        list(map(str, command)), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     assert proc.stdout.readline()
     proc.stdout.close()
@@ -301,29 +236,11 @@ def test_sigterm_during_a_run_flushes_the_results_and_exits_143(tmp_path):
     for i in range(400):
         shutil.copy(CAT, library / f"{i:03d}.jpg")
     out = tmp_path / "out.jsonl"
-    command = [
-        sys.executable,
-        "-m",
-        "cnncli",
-        "classify",
-        library,
-        "-a",
-        "mobilenet_0.25",
-        "-w",
-        "none",
-        "-e",
-        "keras",
-        "-k",
-        "1",
-        "--batch-size",
-        "4",
-        "-f",
-        "jsonl",
-        "-o",
-        out,
-    ]
+    command = cnn(
+        "classify", library, *RANDOM, "-e", "keras", "-k", 1, "-b", 4, "-f", "jsonl", "-o", out
+    )
     proc = subprocess.Popen(
-        list(map(str, command)),
+        command,
         cwd=ROOT,
         text=True,
         stdout=subprocess.DEVNULL,

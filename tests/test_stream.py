@@ -368,14 +368,15 @@ def library(tmp_path_factory) -> list[Path]:
     return write_jpegs(folder / "x", 160, (480, 360)) + write_jpegs(folder / "y", 160, (480, 360))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_an_interrupted_run_resumes_to_exactly_one_line_per_image(model, library, tmp_path, sig):
-    out = tmp_path / "out.jsonl"
-    args = (library[0].parent.parent, "--recursive", "-f", "jsonl", "-o", out, "--batch-size", 8)
-    seed = random.randrange(10**6)
-    threshold = random.Random(seed).randrange(1, len(library) // 2)
+def library_args(library: list[Path], out: Path) -> tuple[object, ...]:
+    """Arguments classifying the whole library into `out` (jsonl), a few batches a second."""
+    return (library[0].parent.parent, "--recursive", "-f", "jsonl", "-o", out, "--batch-size", 8)
+
+
+def started(model: Model, args: tuple[object, ...]) -> subprocess.Popen:
+    """`cnn classify ARGS` with the model, in a process of its own (stderr kept)."""
     command = [sys.executable, "-m", "cnncli", *map(str, model.args(*args))]
-    first = subprocess.Popen(
+    return subprocess.Popen(
         command,
         env=model.env(),
         cwd=ROOT,
@@ -383,6 +384,15 @@ def test_an_interrupted_run_resumes_to_exactly_one_line_per_image(model, library
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_an_interrupted_run_resumes_to_exactly_one_line_per_image(model, library, tmp_path, sig):
+    out = tmp_path / "out.jsonl"
+    args = library_args(library, out)
+    seed = random.randrange(10**6)
+    threshold = random.Random(seed).randrange(1, len(library) // 2)
+    first = started(model, args)
     deadline = time.monotonic() + 120
     while not (out.exists() and out.read_bytes().count(b"\n") >= threshold):
         assert first.poll() is None and time.monotonic() < deadline, f"seed {seed}: no lines"
@@ -526,16 +536,8 @@ def test_resume_retries_failed_images_keeping_one_record_each(model, photos, tmp
 
 def test_a_second_run_on_a_file_being_written_stops_and_leaves_it_alone(model, library, tmp_path):
     out = tmp_path / "out.jsonl"
-    args = (library[0].parent.parent, "--recursive", "-f", "jsonl", "-o", out, "--batch-size", 8)
-    command = [sys.executable, "-m", "cnncli", *map(str, model.args(*args))]
-    first = subprocess.Popen(
-        command,
-        env=model.env(),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    args = library_args(library, out)
+    first = started(model, args)
     try:
         deadline = time.monotonic() + 120
         while not (out.exists() and out.read_bytes().count(b"\n") >= 8):
