@@ -14,9 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -27,7 +25,7 @@ from rich import box
 from rich.console import RenderableType
 from rich.table import Table
 
-from cnncli import __version__
+from cnncli import __version__, files
 from cnncli.errors import CnnError
 from cnncli.loader import Weights
 from cnncli.output import CsvRows, human_bytes
@@ -124,15 +122,15 @@ class ModelCache:
         path = self.model_path(key, suffix)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            tmp = _temporary(path)
+            tmp = files.temporary(path)
         except OSError as exc:
             raise CacheUnwritable(
                 f"cannot write to the model cache {self.root} ({exc.strerror or exc})"
             ) from exc
-        _commit(tmp, path, write)
+        files.commit(tmp, path, write)
         record = {**asdict(key), "sha256": _sha256(path), "created": time.time()}
         text = json.dumps(record, indent=1)
-        _atomic_write(_record_path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        files.atomic_write(_record_path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
         return path
 
     def discard(self, path: Path) -> None:
@@ -161,7 +159,7 @@ class ModelCache:
         removed = [e for e in self.entries() if arch is None or e.key.arch == arch]
         for entry in removed:
             self.discard(entry.path)
-        leftovers = [tmp for tmp in self.root.glob("**/.*.tmp") if _abandoned(tmp)]
+        leftovers = [tmp for tmp in self.root.glob("**/.*.tmp") if files.abandoned(tmp)]
         for tmp in leftovers:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
@@ -184,7 +182,7 @@ class ModelCache:
         digest = _sha256(path)
         with contextlib.suppress(OSError):  # a cache that cannot keep the memo costs a re-hash
             memo.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(memo, lambda tmp: tmp.write_text(digest, encoding="ascii"))
+            files.atomic_write(memo, lambda tmp: tmp.write_text(digest, encoding="ascii"))
         return digest
 
 
@@ -198,48 +196,6 @@ def _sha256(path: Path) -> str:
 
 def _record_path(model: Path) -> Path:
     return model.with_name(model.name + ".entry.json")
-
-
-def _temporary(path: Path) -> Path:
-    """A new empty file beside `path`, named `.NAME.PID.RANDOM.tmp` after its writer."""
-    fd, name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
-    )
-    os.close(fd)
-    return Path(name)
-
-
-def _abandoned(tmp: Path) -> bool:
-    """Whether the process named in a temporary file's name is gone (a name without a pid is
-    not one of ours, and a pid that exists may be a live writer: both are left alone)."""
-    parts = tmp.name.rsplit(".", 3)
-    if len(parts) != 4 or not parts[1].isdigit():
-        return False
-    try:
-        os.kill(int(parts[1]), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        pass  # alive, another user's
-    return False
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """`write` to a temporary file beside `path`, then move it into place (`_commit`)."""
-    _commit(_temporary(path), path, write)
-
-
-def _commit(tmp: Path, path: Path, write: Callable[[Path], None]) -> None:
-    """`write(tmp)`, flush it to disk, then rename it to `path`; `tmp` never outlives a failure."""
-    try:
-        write(tmp)
-        with tmp.open("rb") as f:
-            os.fsync(f.fileno())
-        tmp.chmod(0o644)  # mkstemp makes it private; a cache is as readable as any other file
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 def cleared(removed: list[Entry], leftovers: list[Path]) -> str:
