@@ -41,6 +41,7 @@ from cnncli.engines import open_classifier  # noqa: E402
 from cnncli.env import Environment  # noqa: E402
 from cnncli.inputs import Entry  # noqa: E402
 from cnncli.loader import Weights, build  # noqa: E402
+from cnncli.networks import RegistryNetwork  # noqa: E402
 from cnncli.pipeline import classify_entries  # noqa: E402
 from cnncli.timing import warm_median  # noqa: E402
 
@@ -146,7 +147,8 @@ def throughput(weights: dict[str, Path], photos: list[Path], cache: Path) -> lis
         rates = {}
         for engine in (Engine.keras, Engine.litert):
             source, env = Weights("file", weights[arch]), Environment(cache_dir=cache)
-            classifier = open_classifier(registry.get(arch), source, engine, env)
+            network = RegistryNetwork(registry.get(arch), source)
+            classifier = open_classifier(network, engine, env)
             run = functools.partial(classify_entries, classifier, many, 5, Resize.crop, 16)
             _, seconds = warm_median(run, 3)
             rates[engine] = len(many) / seconds

@@ -49,6 +49,7 @@ from cnncli.env import Environment  # noqa: E402
 from cnncli.images import load_array  # noqa: E402
 from cnncli.inputs import Inputs  # noqa: E402
 from cnncli.loader import Weights, build  # noqa: E402
+from cnncli.networks import RegistryNetwork  # noqa: E402
 from cnncli.pipeline import stream  # noqa: E402
 
 
@@ -129,9 +130,8 @@ def measure(images: int, arch: str, batch: int, rounds: int) -> list[str]:
         record = registry.get(arch)
         build(record, Weights("none")).save_weights(weights)
         cache = Path(work) / "cache"
-        classifier = open_classifier(
-            record, Weights("file", weights), Engine.litert, Environment(cache_dir=cache)
-        )
+        network = RegistryNetwork(record, Weights("file", weights))
+        classifier = open_classifier(network, Engine.litert, Environment(cache_dir=cache))
         env = {**os.environ, "CNN_CACHE_DIR": str(cache)}
         command = [
             sys.executable,

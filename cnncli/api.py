@@ -6,28 +6,32 @@
     for result in model.classify(["cat.jpg", "dog.jpg"], top=3):
         print(result.image, result.predictions[0].label, result.predictions[0].score)
 
+    birds = cnncli.load(model="runs/birds")     # a model `cnn train` wrote: its own classes
+    cnncli.evaluate("photos/val", model="runs/birds").top1
+
     cnncli.compare("cat.jpg", ["vgg16", "resnet50"]).majority
     cnncli.summary("vgg16").params_by_kind["dense"]
     cnncli.explain("cat.jpg", "resnet50")[0].overlay().save("cam.png")
 
-The command line is a client of these functions, so they return what its JSON prints: each
-result's `as_dict()` is the record `cnn classify --format json` writes for that image.
-Messages (a warning about random weights, a conversion under way) go to `env`'s stderr;
-by default, the process's.
+A trained model is always named by the keyword `model=` (never as an architecture), so a folder
+that happens to be called `resnet50` is never mistaken for one. The command line is a client of
+these functions, so they return what its JSON prints: each result's `as_dict()` is the record
+`cnn classify --format json` writes for that image. Messages (a warning about random weights, a
+conversion under way) go to `env`'s stderr; by default, the process's.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Union
 
 from cnncli import registry
 from cnncli.choices import Engine, Resize
 from cnncli.env import Environment
-from cnncli.loader import Weights
+from cnncli.networks import BundleLike, Network, WeightsLike, named, resize_for, several
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,19 +41,20 @@ if TYPE_CHECKING:
     from cnncli.classify import ImageResult
     from cnncli.comparison import Comparison
     from cnncli.engines import Classifier
+    from cnncli.evaluation import Evaluation
     from cnncli.gradcam import Explanation
     from cnncli.inputs import Entry
+    from cnncli.labels import Labels
 
 #: A photo: a file's path, or the picture itself (an RGB or grey array of 0-255 values, or a
 #: Pillow image).
 ImageLike = Union[str, os.PathLike, "np.ndarray", "Image.Image"]
-#: Weights as the command line names them (`imagenet`, `none`, a file's path), or parsed.
-WeightsLike = str | os.PathLike | Weights
 
 
 @dataclass
 class Model:
-    """A loaded classifier: an architecture with its weights, on the engine that runs it."""
+    """A loaded classifier: an architecture with its weights, or a trained model, on the engine
+    that runs it."""
 
     classifier: Classifier
     env: Environment = field(default_factory=Environment, repr=False)
@@ -59,6 +64,11 @@ class Model:
         return self.classifier.arch
 
     @property
+    def labels(self) -> Labels:
+        """Its classes, in the order of its outputs."""
+        return self.classifier.labels
+
+    @property
     def engine(self) -> str:
         return self.classifier.engine
 
@@ -66,108 +76,141 @@ class Model:
         self,
         images: ImageLike | Iterable[ImageLike],
         top: int = 5,
-        resize: Resize | str = Resize.crop,
+        resize: Resize | str | None = None,
         batch_size: int = 16,
     ) -> list[ImageResult]:
         """The `top` classes of each image, in order. A file that cannot be read is a result
-        with an `error`, as on the command line; the others are classified all the same."""
+        with an `error`, as on the command line; the others are classified all the same.
+        `resize` None: the model's own (crop, or what a trained model was trained with)."""
         from cnncli import pipeline
 
         entries = [_entry(index, image) for index, image in enumerate(_listed(images))]
-        return pipeline.classify_entries(self.classifier, entries, top, Resize(resize), batch_size)
+        view = resize_for(self.classifier.network, _resize(resize), self.env)
+        return pipeline.classify_entries(self.classifier, entries, top, view, batch_size)
 
 
 def load(
-    arch: str = "resnet50",
-    weights: WeightsLike = "imagenet",
+    arch: str | None = None,
+    weights: WeightsLike | None = None,
     engine: Engine | str = Engine.auto,
     env: Environment | None = None,
+    *,
+    model: BundleLike | None = None,
 ) -> Model:
-    """The classifier `cnn classify -a ARCH -w WEIGHTS -e ENGINE` runs."""
-    from cnncli.engines import open_classifier, warn_if_random
+    """The classifier `cnn classify -a ARCH -w WEIGHTS -e ENGINE` runs (resnet50 with ImageNet
+    weights by default), or `cnn classify --model BUNDLE`'s."""
+    from cnncli.engines import open_classifier
 
     env = env or Environment()
-    record, source = registry.get(arch), _weights(weights)
-    warn_if_random(env, [(record, source)])
-    return Model(open_classifier(record, source, Engine(engine), env), env)
+    network = _warned(named(arch, weights, model), env)
+    return Model(open_classifier(network, Engine(engine), env), env)
 
 
 def compare(
     image: ImageLike,
-    archs: Sequence[str] = registry.COMPARED,
-    weights: WeightsLike | Sequence[WeightsLike] = "imagenet",
+    archs: Sequence[str] | None = None,
+    weights: WeightsLike | Sequence[WeightsLike] | None = None,
     engine: Engine | str = Engine.auto,
     top: int = 5,
-    resize: Resize | str = Resize.crop,
+    resize: Resize | str | None = None,
     env: Environment | None = None,
+    *,
+    models: Sequence[BundleLike] = (),
 ) -> Comparison:
-    """`cnn compare`: each architecture on the same photo, at its own input size and
-    preprocessing; `weights` is one source for all or one per architecture."""
+    """`cnn compare`: each architecture (`registry.COMPARED` unless trained `models` are given)
+    and each trained model on the same photo, at its own input size, preprocessing and resize
+    policy; `weights` is one source for all architectures or one per architecture."""
     from cnncli import comparison
-    from cnncli.engines import open_classifier, warn_if_random
+    from cnncli.engines import open_classifier
+    from cnncli.networks import warn_if_random
 
     env = env or Environment()
-    pairs = _paired([registry.get(name) for name in archs], weights)
-    warn_if_random(env, pairs)
-    choice = Engine(engine)
-    models = [
-        (arch, functools.partial(open_classifier, arch, source, choice, env))
-        for arch, source in pairs
+    networks = several(archs, weights, models)
+    warn_if_random(env, networks)
+    choice, chosen = Engine(engine), _resize(resize)
+    runs = [
+        (net, resize_for(net, chosen, env), functools.partial(open_classifier, net, choice, env))
+        for net in networks
     ]
-    return comparison.compare(str(image), models, top, Resize(resize))
+    return comparison.compare(str(image), runs, top)
 
 
 def explain(
     image: ImageLike,
-    arch: str = "resnet50",
-    weights: WeightsLike = "imagenet",
+    arch: str | None = None,
+    weights: WeightsLike | None = None,
     classes: Sequence[str | int] = (),
     top: int = 1,
-    resize: Resize | str = Resize.crop,
+    resize: Resize | str | None = None,
     env: Environment | None = None,
+    *,
+    model: BundleLike | None = None,
 ) -> list[Explanation]:
-    """`cnn explain`: Grad-CAM heatmaps of `classes` (labels, indices or WordNet ids), else of
-    the model's `top` classes. Always on Keras: Grad-CAM needs gradients."""
-    from cnncli import gradcam, labels
-    from cnncli.engines import keras_model, warn_if_random
+    """`cnn explain`: Grad-CAM heatmaps of `classes` (labels, indices or, for ImageNet models,
+    WordNet ids), else of the model's `top` classes. Always on Keras: Grad-CAM needs
+    gradients."""
+    from cnncli import gradcam
+    from cnncli.engines import keras_model
     from cnncli.progress import status
 
     env = env or Environment()
-    record, source = registry.get(arch), _weights(weights)
-    warn_if_random(env, [(record, source)])
-    targets = [labels.resolve_class(str(query)).index for query in classes]
-    model = keras_model(record, source, env)
-    with status(env, f"Grad-CAM with {record.name}"):
-        return gradcam.explain(model, record, str(image), targets, top, Resize(resize))
+    network = _warned(named(arch, weights, model), env)
+    targets = [network.labels.resolve(str(query)).index for query in classes]
+    view = resize_for(network, _resize(resize), env)
+    built = keras_model(network, env)
+    with status(env, f"Grad-CAM with {network.record.name}"):
+        return gradcam.explain(
+            built, network.record, network.labels, str(image), targets, top, view
+        )
 
 
 def montage(
-    image: ImageLike,
-    comparison: Comparison,
-    resize: Resize | str = Resize.crop,
-    env: Environment | None = None,
+    image: ImageLike, comparison: Comparison, env: Environment | None = None
 ) -> Image.Image:
-    """`cnn compare --montage`: a panel per compared model, each its Grad-CAM of its own top-1,
-    each model built on Keras when its turn comes (one in memory at a time)."""
+    """`cnn compare --montage`: a panel per compared model, each its Grad-CAM of its own top-1
+    on the picture it was compared on, each model built on Keras when its turn comes (one in
+    memory at a time)."""
     from cnncli import gradcam
     from cnncli.engines import keras_model
 
     env = env or Environment()
-    models: list[tuple[registry.Arch, Callable[[], Any]]] = []
-    for run in comparison.runs:
-        record = registry.get(run.arch)
-        source = Weights.parse(run.weights)
-        models.append((record, functools.partial(keras_model, record, source, env)))
-    top1 = [run.predictions[0].index for run in comparison.runs]
-    explanations = gradcam.explain_each(str(image), models, top1, Resize(resize))
-    return gradcam.comparison_montage(explanations)
+    runs = [run for run in comparison.runs if run.network is not None]  # all but hand-made ones
+    models = [(r.network, r.resize, functools.partial(keras_model, r.network, env)) for r in runs]
+    top1 = [run.predictions[0].index for run in runs]
+    return gradcam.comparison_montage(gradcam.explain_each(str(image), models, top1))
+
+
+def evaluate(
+    data: str | os.PathLike,
+    arch: str | None = None,
+    weights: WeightsLike | None = None,
+    engine: Engine | str = Engine.auto,
+    resize: Resize | str | None = None,
+    batch_size: int = 16,
+    worst: int = 10,
+    env: Environment | None = None,
+    *,
+    model: BundleLike | None = None,
+) -> Evaluation:
+    """`cnn evaluate`: the model's top-1 and top-5, per-class precision, recall and F1, its
+    confusion matrix and worst mistakes over DATA's class folders (a trained model's classes,
+    or ImageNet's named by WordNet id or label)."""
+    from cnncli import evaluation
+    from cnncli.engines import open_classifier
+
+    env = env or Environment()
+    network = _warned(named(arch, weights, model), env)
+    folders = evaluation.class_folders(data, network.labels, env)
+    view = resize_for(network, _resize(resize), env)
+    classifier = open_classifier(network, Engine(engine), env)
+    return evaluation.evaluate(env, classifier, folders, view, batch_size, worst)
 
 
 def summary(arch: str, env: Environment | None = None) -> Anatomy:
     """`cnn summary`: the architecture's parameters, compute and activation memory, measured on
     the model built with random weights (no download)."""
     from cnncli import anatomy
-    from cnncli.loader import build
+    from cnncli.loader import Weights, build
     from cnncli.progress import status
 
     record = registry.get(arch)
@@ -180,24 +223,16 @@ def models() -> list[registry.Arch]:
     return list(registry.ARCHS.values())
 
 
-def _weights(weights: WeightsLike) -> Weights:
-    return weights if isinstance(weights, Weights) else Weights.parse(os.fspath(weights))
+def _warned(network: Network, env: Environment) -> Network:
+    """`network`, after the warning its random weights call for."""
+    from cnncli.networks import warn_if_random
+
+    warn_if_random(env, [network])
+    return network
 
 
-def _paired(
-    records: Sequence[registry.Arch], weights: WeightsLike | Sequence[WeightsLike]
-) -> list[tuple[registry.Arch, Weights]]:
-    """Each record with its weights: one source for all, or one per record."""
-    from cnncli.errors import UsageError
-
-    given = [weights] if isinstance(weights, str | os.PathLike | Weights) else list(weights)
-    sources = [_weights(w) for w in given]
-    if len(sources) not in (1, len(records)):
-        raise UsageError(
-            f"--weights gives {len(sources)} sources for {len(records)} archs: "
-            "give one for all or one per arch"
-        )
-    return list(zip(records, sources * len(records) if len(sources) == 1 else sources, strict=True))
+def _resize(resize: Resize | str | None) -> Resize | None:
+    return None if resize is None else Resize(resize)
 
 
 def _listed(images: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:

@@ -1,4 +1,5 @@
-"""`cnn bench`: how long a person waits, per architecture and engine, on this machine.
+"""`cnn bench`: how long a person waits, per model (architecture or trained) and engine, on this
+machine.
 
 Three figures, each the median of repeats after a warm-up: the cold-process latency (spawning
 `cnn classify` on one photo until it exits: imports, loading, first pass, labels), the warm
@@ -26,14 +27,14 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cnncli.choices import Engine, Resize
+from cnncli.choices import Engine
 from cnncli.engines import Classifier, open_classifier
 from cnncli.env import Environment
 from cnncli.images import load_array
-from cnncli.loader import Weights, build
+from cnncli.loader import Weights
+from cnncli.networks import Network, RegistryNetwork
 from cnncli.output import CsvRows
 from cnncli.progress import status
-from cnncli.registry import Arch
 from cnncli.timing import warm_median
 
 
@@ -50,65 +51,55 @@ class Measurement:
 
 
 def run(
-    records: Sequence[Arch],
+    networks: Sequence[Network],
     engines: Sequence[Engine],
-    weights: Weights,
     env: Environment,
     photo: Path | None = None,
     batch: int = 8,
     repeats: int = 5,
 ) -> list[Measurement]:
-    """Every figure for each architecture on each engine, timed on `photo` (else a generated
-    640x480 JPEG). Cold processes share the cache the warm step filled, so they measure the
-    warm-cache path. Off a terminal, a line says which step is running."""
+    """Every figure for each model on each engine, timed on `photo` (else a generated 640x480
+    JPEG). Cold processes share the cache the warm step filled, so they measure the warm-cache
+    path. Off a terminal, a line says which step is running."""
     results = []
     with tempfile.TemporaryDirectory() as folder:
         image = photo or synthetic_photo(Path(folder) / "photo.jpg")
-        for record in records:
-            source, run_env = timed_weights(record, weights, env, Path(folder))
+        for given in networks:
+            network, run_env = timed_network(given, env, Path(folder))
             child_env = {**os.environ, "CNN_CACHE_DIR": str(run_env.cache_dir)}
             for engine in engines:
-                classifier = open_classifier(record, source, engine, run_env)
-                name = f"{record.name} on {classifier.engine}"
+                classifier = open_classifier(network, engine, run_env)
+                name = f"{network.record.name} on {classifier.engine}"
                 with status(env, f"timing {name}: warm latency and throughput", announce=True):
                     warm, throughput = warm_figures(classifier, image, batch, repeats)
                 with status(env, f"timing {name}: {repeats + 1} cold processes", announce=True):
-                    command = cold_command(image, record, source, classifier.engine)
+                    command = cold_command(image, network, classifier.engine)
                     cold = cold_process_seconds(command, repeats, child_env)
                 results.append(
-                    Measurement(record.name, classifier.engine, batch, cold, warm, throughput)
+                    Measurement(
+                        network.record.name, classifier.engine, batch, cold, warm, throughput
+                    )
                 )
     return results
 
 
-def timed_weights(
-    record: Arch, weights: Weights, env: Environment, folder: Path
-) -> tuple[Weights, Environment]:
-    """The weights to time `record` with, and the environment whose cache they go to: as given,
-    except `none`, saved to a file in `folder` (so a cold process loads the cached conversion
+def timed_network(network: Network, env: Environment, folder: Path) -> tuple[Network, Environment]:
+    """The network to time, and the environment whose cache it goes to: as given, except with
+    random weights, saved to a file in `folder` (so a cold process loads the cached conversion
     instead of converting, as with real weights), cached in `folder` too."""
-    if weights.source != "none":
-        return weights, env
-    path = folder / f"{record.name}.weights.h5"
-    with status(env, f"saving random weights of {record.name} for cold processes", announce=True):
-        build(record, weights).save_weights(path)
-    return Weights("file", path), replace(env, cache_dir=folder / "cache")
+    if not network.random:
+        return network, env
+    name = network.record.name
+    path = folder / f"{name}.weights.h5"
+    with status(env, f"saving random weights of {name} for cold processes", announce=True):
+        network.keras_model().save_weights(path)
+    timed = RegistryNetwork(network.record, Weights("file", path))
+    return timed, replace(env, cache_dir=folder / "cache")
 
 
-def cold_command(image: Path, record: Arch, weights: Weights, engine: str) -> list[str]:
+def cold_command(image: Path, network: Network, engine: str) -> list[str]:
     """The arguments of one cold process: `cnn classify` on one photo, JSON out."""
-    return [
-        "classify",
-        str(image),
-        "-a",
-        record.name,
-        "-w",
-        str(weights),
-        "-e",
-        engine,
-        "-f",
-        "json",
-    ]
+    return ["classify", str(image), *network.arguments(), "-e", engine, "-f", "json"]
 
 
 def machine() -> dict[str, object]:
@@ -141,7 +132,7 @@ def warm_figures(
     classifier: Classifier, photo: Path, batch: int, repeats: int
 ) -> tuple[float, float]:
     """(ms per image at batch 1, images/s at `batch`) on already-decoded pixels."""
-    pixels = load_array(photo, classifier.arch.input_size, Resize.crop)[None]
+    pixels = load_array(photo, classifier.arch.input_size, classifier.network.resize)[None]
     single = warm_median(lambda: classifier.scores(pixels), repeats)[1]
     batched = np.repeat(pixels, batch, axis=0)
     per_batch = warm_median(lambda: classifier.scores(batched), repeats)[1]

@@ -101,7 +101,7 @@ class Bundle:
             return keras.models.load_model(self.path / MODEL, compile=False, safe_mode=True)
         except ValueError as exc:
             if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
-                raise CnnError(
+                raise UsageError(
                     f"{self.path}: its model holds code (a Lambda layer), which cnn never runs "
                     "from a file; retrain it with `cnn train`"
                 ) from exc

@@ -27,7 +27,6 @@ from rich.table import Table
 
 from cnncli import __version__, files
 from cnncli.errors import CnnError
-from cnncli.loader import Weights
 from cnncli.output import CsvRows, human_bytes
 from cnncli.registry import Arch
 
@@ -48,7 +47,7 @@ class Key:
     """What identifies a compiled model."""
 
     arch: str
-    weights: str  # "imagenet" or "sha256:<hex>" of the weights file
+    weights: str  # "imagenet", or "sha256:<hex>" of the weights file or trained model
     input_size: int
     engine: str
     versions: str
@@ -85,13 +84,15 @@ class ModelCache:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def key(self, arch: Arch, weights: Weights, engine: str) -> Key:
-        """The key for `arch` with `weights` on `engine`; `--weights none` has none."""
-        if weights.source == "none":
+    def key(self, record: Arch, identity: str, engine: str) -> Key:
+        """The key for the network `record` describes, with the weights `identity` names by
+        content (`networks.Network.identity`), on `engine`; random weights have none."""
+        if identity == "none":
             raise ValueError("random weights are never cached")
-        identity = "imagenet" if weights.path is None else f"sha256:{self.file_hash(weights.path)}"
         versions = ",".join(f"{p}={package_version(p)}" for p in VERSIONED)
-        return Key(arch.name, identity, arch.input_size, engine, f"{versions},cnncli={__version__}")
+        return Key(
+            record.name, identity, record.input_size, engine, f"{versions},cnncli={__version__}"
+        )
 
     def model_path(self, key: Key, suffix: str) -> Path:
         return self.root / f"{key.arch}-{key.engine}-{key.digest()}{suffix}"

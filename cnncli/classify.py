@@ -18,57 +18,62 @@ from cnncli.output import CsvRows, bar
 
 if TYPE_CHECKING:  # the views need no engine loaded
     from cnncli.engines import Classifier
-    from cnncli.loader import Weights
 
 
 @dataclass(frozen=True)
 class ImageResult:
-    """The top predictions for one image, or why it could not be classified."""
+    """The top predictions for one image, or why it could not be classified, and the model
+    that answered (`networks.tag`: what `--resume` checks before appending to a file)."""
 
     image: str
+    model: str
     predictions: tuple[Prediction, ...] = ()
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        head = {"image": self.image, "model": self.model}
         if self.error is not None:
-            return {"image": self.image, "error": self.error}
-        return {"image": self.image, "predictions": [p.as_dict() for p in self.predictions]}
+            return {**head, "error": self.error}
+        return {**head, "predictions": [p.as_dict() for p in self.predictions]}
 
 
-def document(classifier: Classifier, weights: Weights, results: Sequence[ImageResult]) -> dict:
+def document(classifier: Classifier, results: Sequence[ImageResult]) -> dict:
     """The JSON document of `cnn classify`."""
     return {
         "arch": classifier.arch.name,
-        "weights": str(weights),
+        "weights": classifier.network.weights,
         "engine": classifier.engine,
         "results": [r.as_dict() for r in results],
     }
 
 
 def render(results: Sequence[ImageResult]) -> list[RenderableType]:
-    """Per image: a table of rank, label, wnid and score with a bar, or its error."""
+    """Per image: a table of rank, label, wnid (ImageNet's classes have one, a trained model's
+    own do not) and score with a bar, or its error."""
     out: list[RenderableType] = []
     for result in results:
         if result.error is not None:
             out.append(Text(f"{result.image}: error: {result.error}", style="red"))
             continue
+        wnids = any(p.wnid for p in result.predictions)
         table = Table(title=result.image, title_justify="left", box=box.SIMPLE_HEAD)
         for column, justify in (
             ("#", "right"),
             ("label", "left"),
-            ("wnid", "left"),
+            *([("wnid", "left")] if wnids else []),
             ("score", "right"),
             ("", "left"),
         ):
             table.add_column(column, justify=justify)  # type: ignore[arg-type]
         for p in result.predictions:
-            table.add_row(str(p.rank), p.label, p.wnid, f"{p.score:.4f}", bar(p.score))
+            wnid = [p.wnid or ""] if wnids else []
+            table.add_row(str(p.rank), p.label, *wnid, f"{p.score:.4f}", bar(p.score))
         out.append(table)
     return out
 
 
-#: The columns of `--format csv`; the first names the image.
-CSV_HEADER = ("image", "rank", "index", "wnid", "label", "score", "error")
+#: The columns of `--format csv`; the first names the image, the second the model.
+CSV_HEADER = ("image", "model", "rank", "index", "wnid", "label", "score", "error")
 
 
 def rows(results: Sequence[ImageResult]) -> CsvRows:
@@ -78,7 +83,8 @@ def rows(results: Sequence[ImageResult]) -> CsvRows:
 
 def _rows(r: ImageResult) -> list[tuple[Any, ...]]:
     if r.error is not None:
-        return [(r.image, "", "", "", "", "", r.error)]
+        return [(r.image, r.model, "", "", "", "", "", r.error)]
     return [
-        (r.image, p.rank, p.index, p.wnid, p.label, f"{p.score:.6g}", "") for p in r.predictions
+        (r.image, r.model, p.rank, p.index, p.wnid or "", p.label, f"{p.score:.6g}", "")
+        for p in r.predictions
     ]

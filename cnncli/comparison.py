@@ -1,8 +1,9 @@
-"""Several architectures on one photo: each at its own input size and preprocessing.
+"""Several models on one photo: each at its own input size, preprocessing and resize policy.
 
 Every model gets the photo as `images.load_array` decodes it for its input size (the path every
 command shares, so a photo scores the same here as in `cnn classify`), one warm-up pass, then
-timed passes. The majority top-1 shows where architectures agree.
+timed passes. The majority top-1 shows where models agree: a class is the same class when its
+WordNet id is (ImageNet models), or its label (a trained model's own classes).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,9 +23,9 @@ from rich.text import Text
 from cnncli.choices import Resize
 from cnncli.engines import Classifier
 from cnncli.images import load_array
-from cnncli.labels import Prediction, decode
+from cnncli.labels import Prediction
+from cnncli.networks import Network
 from cnncli.output import CsvRows, human
-from cnncli.registry import Arch
 from cnncli.timing import warm_median
 
 #: Timed forward passes per model, after its warm-up pass.
@@ -33,7 +34,8 @@ TIMED_RUNS = 3
 
 @dataclass(frozen=True)
 class ModelRun:
-    """One architecture's answer for the photo, with its weights, engine, size and speed."""
+    """One model's answer for the photo, with its weights, engine, size and speed, and the
+    network and resize policy that gave it (to explain it again: `--montage`)."""
 
     arch: str
     weights: str
@@ -42,6 +44,8 @@ class ModelRun:
     params: int
     ms: float
     agrees_with_majority: bool = False
+    network: Network | None = field(default=None, compare=False, repr=False)
+    resize: Resize = field(default=Resize.crop, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -75,46 +79,55 @@ class Comparison:
 
 def compare(
     image: str,
-    models: Sequence[tuple[Arch, Callable[[], Classifier]]],
+    models: Sequence[tuple[Network, Resize, Callable[[], Classifier]]],
     top: int,
-    resize: Resize,
 ) -> Comparison:
-    """Run each model's classifier (built lazily, one at a time, to bound memory) on `image`.
+    """Run each model's classifier (built lazily, one at a time, to bound memory) on `image`,
+    each given the picture its resize policy makes.
 
-    The photo is decoded for every input size before the first model is built, so a file that
-    cannot be read fails at once."""
-    pixels = {
-        arch.input_size: load_array(image, arch.input_size, resize)[None] for arch, _ in models
-    }
-    runs = [_run(make(), pixels[arch.input_size], top) for arch, make in models]
+    The photo is decoded for every input size and policy before the first model is built, so a
+    file that cannot be read fails at once."""
+    views = {(net.record.input_size, resize) for net, resize, _ in models}
+    pixels = {(size, resize): load_array(image, size, resize)[None] for size, resize in views}
+    runs = [
+        _run(make(), resize, pixels[net.record.input_size, resize], top)
+        for net, resize, make in models
+    ]
     return _with_majority(image, runs)
 
 
-def _run(classifier: Classifier, pixels: np.ndarray, top: int) -> ModelRun:
+def _run(classifier: Classifier, resize: Resize, pixels: np.ndarray, top: int) -> ModelRun:
     """One model's answer for the photo, timed after a warm-up pass."""
     scores, seconds = warm_median(lambda: classifier.scores(pixels), TIMED_RUNS)
     arch = classifier.arch
-    predictions = tuple(decode(scores[0], top))
     return ModelRun(
         arch.name,
-        str(classifier.weights),
+        classifier.network.weights,
         classifier.engine,
-        predictions,
+        tuple(classifier.labels.decode(scores[0], top)),
         arch.params,
         seconds * 1000,
+        network=classifier.network,
+        resize=resize,
     )
+
+
+def same_class(prediction: Prediction) -> str:
+    """What makes two models' classes one class: ImageNet's WordNet id, else the label."""
+    return prediction.wnid or prediction.label
 
 
 def _with_majority(image: str, runs: list[ModelRun]) -> Comparison:
     """Mark the runs whose top-1 is the one more than half of the models chose."""
-    votes = Counter(run.predictions[0].index for run in runs)
-    index, count = votes.most_common(1)[0] if votes else (None, 0)
+    votes = Counter(same_class(run.predictions[0]) for run in runs)
+    key, count = votes.most_common(1)[0] if votes else (None, 0)
     if count * 2 <= len(runs) and len(runs) > 1:
         return Comparison(image, tuple(runs), None)
+    agree = [same_class(r.predictions[0]) == key for r in runs]
     marked = tuple(
-        dataclasses.replace(r, agrees_with_majority=r.predictions[0].index == index) for r in runs
+        dataclasses.replace(r, agrees_with_majority=a) for r, a in zip(runs, agree, strict=True)
     )
-    majority = next(r.predictions[0] for r in runs if r.predictions[0].index == index)
+    majority = next(r.predictions[0] for r, a in zip(runs, agree, strict=True) if a)
     return Comparison(image, marked, majority)
 
 

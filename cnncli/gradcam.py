@@ -9,7 +9,9 @@ The score is the class's logit, before the softmax, as in the paper: the gradien
 probability also credits evidence *against* the other classes, and it fades as the probability
 saturates (it carries a factor p(1 - p)), so confident predictions would give faint, noisy maps.
 Every registry model ends in a softmax (a Dense layer with softmax activation, or a softmax
-Activation layer), so the logits are one step back from the output.
+Activation layer), and so does a trained model (its base's layers under their registry names,
+then pooling, dropout and a softmax Dense layer), so the logits are one step back from the output
+and the record's feature layer is found in both.
 
 Grad-CAM always runs on Keras: it needs gradients. The pictures drawn from a heatmap are
 `overlays`'.
@@ -27,10 +29,11 @@ from PIL import Image
 from rich.console import RenderableType
 from rich.text import Text
 
-from cnncli import labels, overlays
+from cnncli import overlays
 from cnncli.choices import Resize
 from cnncli.images import load_array, load_rgb
-from cnncli.labels import ImageNetClass
+from cnncli.labels import Class, Labels
+from cnncli.networks import Network
 from cnncli.output import CsvRows
 from cnncli.preprocess import preprocess
 from cnncli.registry import POOL_INPUT, Arch
@@ -83,7 +86,7 @@ class GradCam:
         with self.tape:
             self.tape.watch(self.features)
             self.logits = head(self.features, training=False)
-        #: Softmax probabilities (1000,): what the model itself outputs.
+        #: Softmax probabilities (classes,): what the model itself outputs.
         self.scores = tf.nn.softmax(self.logits)[0].numpy()
 
     def heat(self, class_index: int) -> np.ndarray:
@@ -113,7 +116,7 @@ class Explanation:
 
     image: str
     arch: Arch
-    target: ImageNetClass
+    target: Class
     score: float  # the model's softmax probability of `target`
     heat: np.ndarray  # (feature-map height, width) in [0, 1]
     photo: Image.Image = field(repr=False)
@@ -152,36 +155,37 @@ class Explanation:
 def explain(
     model: Any,
     arch: Arch,
+    labels: Labels,
     image: str | Path,
     classes: Sequence[int] | None,
     top: int,
     resize: Resize,
 ) -> list[Explanation]:
-    """Grad-CAMs of `image`: for each of `classes`, else for the model's `top` best classes.
+    """Grad-CAMs of `image`: for each of `classes` (indices into `labels`, the model's
+    classes), else for the model's `top` best classes.
 
     The model sees the photo as `images.load_array` decodes it, like in every other command;
     the full photo is decoded apart, only to draw the overlay on."""
     cam = GradCam(model, arch, load_array(image, arch.input_size, resize)[None])
     photo = load_rgb(image)
     indices = list(classes) if classes else [p.index for p in labels.decode(cam.scores, top)]
-    table = labels.classes()
     return [
-        Explanation(str(image), arch, table[i], float(cam.scores[i]), cam.heat(i), photo, resize)
+        Explanation(str(image), arch, labels[i], float(cam.scores[i]), cam.heat(i), photo, resize)
         for i in indices
     ]
 
 
 def explain_each(
     image: str | Path,
-    models: Iterable[tuple[Arch, Callable[[], Any]]],
+    models: Iterable[tuple[Network, Resize, Callable[[], Any]]],
     classes: Sequence[int],
-    resize: Resize,
 ) -> list[Explanation]:
-    """For `cnn compare --explain`: each architecture's Grad-CAM of one class (the one it ranked
-    first), each Keras model built only when its turn comes, so memory holds one at a time."""
+    """For `cnn compare --montage`: each model's Grad-CAM of one class (the one it ranked
+    first), on the picture its resize policy makes, each Keras model built only when its turn
+    comes, so memory holds one at a time."""
     return [
-        explain(build(), arch, image, [index], 1, resize)[0]
-        for (arch, build), index in zip(models, classes, strict=True)
+        explain(build(), network.record, network.labels, image, [index], 1, resize)[0]
+        for (network, resize, build), index in zip(models, classes, strict=True)
     ]
 
 
@@ -217,8 +221,9 @@ def render(explanations: Sequence[Explanation], saved: Sequence[Path]) -> list[R
     """Per explanation a heading line, then where its overlay went or the heat in blocks."""
     out: list[RenderableType] = []
     for i, e in enumerate(explanations):
+        wnid = f"{e.target.wnid}, " if e.target.wnid else ""
         heading = (
-            f"{e.image}  {e.arch.name}  {e.target.label} ({e.target.wnid}, #{e.target.index})  "
+            f"{e.image}  {e.arch.name}  {e.target.label} ({wnid}#{e.target.index})  "
             f"score {e.score:.4f}"
         )
         out.append(Text(heading, style="bold"))

@@ -1,6 +1,7 @@
-"""Photos through a classifier: decoded ahead in a thread pool while the model runs, batch by
-batch (`stream`), and a whole `cnn classify` run over a library: batches of results written as
-they come, errors reported on stderr as they come, progress, and a closing tally.
+"""Photos through a model: decoded ahead in a thread pool while the model runs, batch by batch
+(`decoded`, the one decoding loop: `scored` and `stream` run a classifier over it, training runs
+its own networks over it), and a whole `cnn classify` run over a library: batches of results
+written as they come, errors reported on stderr as they come, progress, and a closing tally.
 
 One image never stops the run (its error is a result), and Ctrl-C (or SIGTERM) ends it cleanly:
 a batch is written and counted as one step that a signal waits for, so the tally counts exactly
@@ -17,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from types import FrameType
@@ -25,21 +26,26 @@ from types import FrameType
 import numpy as np
 
 from cnncli import classify, results_file
-from cnncli.choices import Format, Resize
+from cnncli.choices import Engine, Format, Resize
 from cnncli.classify import ImageResult
-from cnncli.engines import Classifier
+from cnncli.engines import Classifier, Opening
 from cnncli.env import Environment
 from cnncli.errors import STOP_SIGNALS, InputError, Interrupted, message
 from cnncli.images import load_array, pixels
 from cnncli.inputs import Entry, Inputs, SkippedFolders
-from cnncli.labels import ScoresError, decode
-from cnncli.loader import Weights
+from cnncli.labels import ScoresError
+from cnncli.networks import Network, resize_for
 from cnncli.output import emit
 from cnncli.progress import Meter, progress
 
 #: Batches decoded ahead of the one the model runs: enough to keep it busy, few enough that
 #: memory stays a few batches of pixels.
 LOOKAHEAD = 2
+
+
+#: One image in a stream: its name, and its array (decoded pixels, or scores), or the reason
+#: there is none (a file that cannot be read).
+Item = tuple[str, np.ndarray | str]
 
 
 def classify_entries(
@@ -61,22 +67,42 @@ def stream(
     resize: Resize,
     batch_size: int,
 ) -> Iterator[list[ImageResult]]:
-    """Results a batch at a time, in input order, with memory bounded whatever the count.
+    """Each image's `top` classes (`scored`, decoded by the classifier's labels), a batch at a
+    time, in input order; an image that cannot be read or scored is a result with its error."""
+    for batch in scored(classifier, entries, resize, batch_size):
+        yield [_result(classifier, image, value, top) for image, value in batch]
 
-    A thread pool decodes the next `LOOKAHEAD` batches while the model runs the current one
+
+def scored(
+    classifier: Classifier, entries: Iterable[Entry], resize: Resize, batch_size: int
+) -> Iterator[list[Item]]:
+    """Each image's scores over the classifier's classes, a batch at a time, in input order."""
+    for batch in decoded(entries, classifier.arch.input_size, resize, batch_size):
+        pixels = [value for _, value in batch if not isinstance(value, str)]
+        scores = iter(classifier.scores(np.stack(pixels)) if pixels else [])
+        yield [(image, value if isinstance(value, str) else next(scores)) for image, value in batch]
+
+
+def decoded(
+    entries: Iterable[Entry], size: int, resize: Resize, batch_size: int
+) -> Iterator[list[Item]]:
+    """Each entry's pixels as a model of input `size` takes them (`images.load_array`, the one
+    path to a model's pixels), a batch at a time, in input order, memory bounded whatever the
+    count.
+
+    A thread pool decodes the next `LOOKAHEAD` batches while the caller uses the current one
     (Pillow and the engines release the GIL), so decoding hides behind inference; `entries` is
     read only as far as that look-ahead.
     """
-    size = classifier.arch.input_size
     pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="cnn-decode")
     pending: deque[list[tuple[str, Future[np.ndarray | str]]]] = deque()
     try:
         for chunk in _chunks(entries, batch_size):
             pending.append([(e.image, pool.submit(_decode, e, size, resize)) for e in chunk])
             if len(pending) > LOOKAHEAD:
-                yield _infer(classifier, pending.popleft(), top)
+                yield [(image, future.result()) for image, future in pending.popleft()]
         while pending:
-            yield _infer(classifier, pending.popleft(), top)
+            yield [(image, future.result()) for image, future in pending.popleft()]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -102,27 +128,15 @@ def _decode(entry: Entry, size: int, resize: Resize) -> np.ndarray | str:
         return f"cannot decode image ({type(exc).__name__}: {exc})"
 
 
-def _infer(
-    classifier: Classifier, pending: list[tuple[str, Future[np.ndarray | str]]], top: int
-) -> list[ImageResult]:
-    """One batch: a forward pass over its decoded images, errors kept in place."""
-    decoded = [(image, future.result()) for image, future in pending]
-    pixels = [value for _, value in decoded if not isinstance(value, str)]
-    scores = iter(classifier.scores(np.stack(pixels)) if pixels else [])
-    return [
-        ImageResult(image, error=value)
-        if isinstance(value, str)
-        else _predicted(image, next(scores), top)
-        for image, value in decoded
-    ]
-
-
-def _predicted(image: str, scores: np.ndarray, top: int) -> ImageResult:
-    """An image's top classes, or the error of scores that rank nothing (NaN from bad weights)."""
+def _result(classifier: Classifier, image: str, scores: np.ndarray | str, top: int) -> ImageResult:
+    """An image's top classes, or its error: one it could not be read with, or scores that
+    rank nothing (NaN from bad weights)."""
+    if isinstance(scores, str):
+        return ImageResult(image, classifier.tag, error=scores)
     try:
-        return ImageResult(image, tuple(decode(scores, top)))
+        return ImageResult(image, classifier.tag, tuple(classifier.labels.decode(scores, top)))
     except ScoresError as exc:
-        return ImageResult(image, error=str(exc))
+        return ImageResult(image, classifier.tag, error=str(exc))
 
 
 @dataclass
@@ -152,12 +166,14 @@ class Tally:
 
 @dataclass(frozen=True)
 class Job:
-    """What `cnn classify` is asked to do: which images, with which weights, written how."""
+    """What `cnn classify` is asked to do: which images, with which model on which engine,
+    written how (`resize` None: the model's own policy)."""
 
     inputs: Inputs
-    weights: Weights
+    network: Network
+    engine: Engine = Engine.auto
     top: int = 5
-    resize: Resize = Resize.crop
+    resize: Resize | None = None
     batch_size: int = 16
     fmt: Format = Format.table
     output: Path | None = None
@@ -165,23 +181,25 @@ class Job:
     verbose: bool = False
 
 
-def run_job(env: Environment, job: Job, open_classifier: Callable[[], Classifier]) -> Tally:
-    """Every image of `job` through the classifier `open_classifier` makes (called once the
-    output file is checked, locked and read for `--resume`, so a file that must not be written
-    fails before any model loads). jsonl and csv are written a batch at a time, table and json
-    as one document at the end, once the progress display is gone; a note of the subfolders left
-    out (without --recursive) and the closing summary go to stderr."""
+def run_job(env: Environment, job: Job) -> Tally:
+    """Every image of `job` through its model, opened once the output file is checked, locked
+    and read for `--resume` (which refuses a file of another model's results), so a file that
+    must not be written fails before any model loads. jsonl and csv are written a batch at a
+    time, table and json as one document at the end, once the progress display is gone; a note
+    of the subfolders left out (without --recursive) and the closing summary go to stderr."""
+    job = replace(job, resize=resize_for(job.network, job.resize, env))
     folders = SkippedFolders()
-    with results_file.opened(job.output, job.fmt, job.resume, job.inputs.arguments) as output:
-        classifier = open_classifier()
+    opening = Opening(job.network, env)
+    arguments = job.inputs.arguments
+    with results_file.opened(job.output, job.fmt, job.resume, opening.tag, arguments) as output:
+        classifier = opening.open(job.engine)
         with output.writing(env, job.fmt, job.resume) as out:
             tally, results = _classify(out, job, classifier, output, folders)
             if job.fmt not in results_file.STREAMED and not tally.interrupted:
-                document = classify.document(classifier, job.weights, results)
                 emit(
                     out,
                     job.fmt,
-                    document,
+                    classify.document(classifier, results),
                     lambda: classify.render(results),
                     lambda: classify.rows(results),
                 )

@@ -436,6 +436,12 @@ ARCHS: dict[str, Arch] = {arch.name: arch for arch in _records()}
 #: each with its own input size and preprocessing.
 COMPARED = ("vgg16", "inception_v3", "resnet50", "densenet121")
 
+#: The architecture `classify`, `explain` and the Python API run unless told otherwise.
+DEFAULT_ARCH = "resnet50"
+
+#: The architectures `cnn bench` times unless told otherwise: a large and a small one.
+BENCHED = ("resnet50", "mobilenet_v2")
+
 
 def normalize(name: str) -> str:
     """Fold spelling differences: `ResNet50`, `resnet-50` and `resnet_50` are one key."""

@@ -7,7 +7,9 @@ FILE may be anything the user typed, so:
 - It is opened without truncating and locked (flock, non-blocking) for the whole run, so a second
   cnn on it stops with one line and leaves it alone.
 - `--resume` changes it only when it is recognisably cnn's (every line a record of `--format
-  jsonl`, or the CSV header and rows), and cuts only a torn tail a crash can leave. Images whose
+  jsonl`, or the CSV header and rows) and every record is the same model's (each names the
+  model that wrote it: a file never mixes two models' answers), and cuts only a torn tail a
+  crash can leave. Images whose
   record is an error are classified again: the file is first copied without those records to a
   temporary file that is renamed over it, so a crash leaves one whole file, never two records
   for one image.
@@ -69,6 +71,7 @@ class Record:
     rank, so an image spans several)."""
 
     image: str
+    model: str
     failed: bool
     raw: bytes
 
@@ -82,8 +85,10 @@ class Contents:
     keep: int = 0
     held: set[str] = field(default_factory=set)
     failed: int = 0
+    models: set[str] = field(default_factory=set)
 
     def add(self, record: Record) -> None:
+        self.models.add(record.model)
         if record.failed:
             self.failed += 1
         else:
@@ -135,13 +140,19 @@ class Output:
             else:
                 yield entry
 
-    def resume(self, fmt: Format) -> None:
-        """Read FILE's records (refusing a file cnn did not write); nothing changes yet."""
+    def resume(self, fmt: Format, model: str) -> None:
+        """Read FILE's records, refusing a file cnn did not write or one holding another
+        model's results (`model` is the run's tag); nothing changes yet."""
         if self.file is None or self.path is None:
             return
         if not self.regular:
             raise CnnError(f"{self.path}: not a regular file, so --resume cannot read it back")
         self.contents = _scan(self.file, self.path, fmt)
+        if others := sorted(self.contents.models - {model}):
+            raise CnnError(
+                f"{self.path}: holds results of {', '.join(others)}, not of {model}; --resume "
+                "adds to a run of the same model: rerun with that model or choose another --output"
+            )
 
     @contextmanager
     def writing(self, env: Environment, fmt: Format, resume: bool) -> Iterator[Environment]:
@@ -211,10 +222,10 @@ class Output:
 
 @contextmanager
 def opened(
-    output: Path | None, fmt: Format, resume: bool, arguments: Sequence[str] = ()
+    output: Path | None, fmt: Format, resume: bool, model: str, arguments: Sequence[str] = ()
 ) -> Iterator[Output]:
-    """The results' destination for a run: stdout, or FILE checked, locked and, with `resume`,
-    read back. The lock is held until the block ends."""
+    """The results' destination for a run of `model` (its tag): stdout, or FILE checked, locked
+    and, with `resume`, read back. The lock is held until the block ends."""
     if output is None:
         yield Output()
         return
@@ -222,7 +233,7 @@ def opened(
     destination = Output(output, _open_locked(output))
     try:
         if resume:
-            destination.resume(fmt)
+            destination.resume(fmt, model)
         yield destination
     finally:
         destination.close()
@@ -381,14 +392,16 @@ def _jsonl_records(file: BinaryIO, path: Path) -> Iterator[Record]:
             record = None
         if not _is_result(record):
             raise _not_ours(path, Format.jsonl, f"line {number} is not a record")
-        yield Record(record["image"], "error" in record, line)
+        yield Record(record["image"], record["model"], "error" in record, line)
 
 
 def _is_result(record: object) -> bool:
-    """Whether a parsed line is an `ImageResult.as_dict()`: an image with predictions or error."""
+    """Whether a parsed line is an `ImageResult.as_dict()`: an image and its model, with
+    predictions or an error."""
     return (
         isinstance(record, dict)
         and isinstance(record.get("image"), str)
+        and isinstance(record.get("model"), str)
         and (isinstance(record.get("predictions"), list) or isinstance(record.get("error"), str))
     )
 
@@ -425,7 +438,7 @@ def _csv_records(file: BinaryIO, path: Path) -> Iterator[Record]:
         for row in reader:
             if len(row) != len(CSV_HEADER):
                 raise _not_ours(path, Format.csv, f"line {reader.line_num} has {len(row)} columns")
-            yield Record(row[0], row[-1] != "", lines.take())
+            yield Record(row[0], row[1], row[-1] != "", lines.take())
     except csv.Error as exc:
         if not lines.exhausted:  # a quoted field cut by a crash ends the file; anything else
             raise _not_ours(path, Format.csv, str(exc)) from exc  # is not a file cnn wrote

@@ -103,6 +103,78 @@ def seeded_model(name: str, seed: int) -> Any:
     return model
 
 
+#: The classes of the test bundle, in index order, and the colour channel each is the colour of.
+COLOURS = {"blue": 2, "green": 1, "red": 0}
+
+
+def colour_photo(path: Path, channel: int, seed: int, size: tuple[int, int] = (96, 72)) -> Path:
+    """A noisy photo of one colour (channel 0 red, 1 green, 2 blue), as the test bundle's
+    classes are; `channel` -1 gives a photo of no colour in particular (grey)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    pixels = np.full((size[1], size[0], 3), 90.0)
+    if channel >= 0:
+        pixels[..., channel] = 210
+    noisy = np.clip(pixels + rng.normal(0, 25, pixels.shape), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(noisy).save(path)
+    return path
+
+
+def write_bundle(folder: Path, seed: int = 5) -> Path:
+    """A trained model's folder as `cnn train` writes one: MobileNet-0.25 (seeded weights) cut
+    at its head's pooling input (so its layers keep their registry names), then pooling,
+    dropout and a softmax Dense layer over `COLOURS`, flat as Grad-CAM needs it. Its head is
+    fitted (ridge regression on pooled features) to noisy solid colours, so it is right about
+    them; its metadata says it was trained on `--resize stretch` pictures."""
+    import numpy as np
+
+    from cnncli import bundle, registry
+    from cnncli.preprocess import preprocess
+    from cnncli.tf_runtime import import_keras
+
+    keras, layers = import_keras(), import_keras().layers
+    full = seeded_model("mobilenet_0.25", seed)
+    head = [layer for layer in full.layers if isinstance(layer, layers.GlobalAveragePooling2D)]
+    pooled = layers.GlobalAveragePooling2D(name="pool")(head[-1].input)
+    dropped = layers.Dropout(0.2, name="dropout")(pooled)
+    classes = layers.Dense(len(COLOURS), activation="softmax", name="classes")(dropped)
+    model = keras.Model(full.input, classes)
+    rng = np.random.default_rng(seed)
+    channels = np.repeat(list(COLOURS.values()), 8)
+    photos = np.full((len(channels), 224, 224, 3), 90.0)
+    photos[np.arange(len(channels)), :, :, channels] = 210
+    photos = np.clip(photos + rng.normal(0, 25, photos.shape), 0, 255)
+    features = keras.Model(full.input, pooled).predict_on_batch(preprocess(photos, "tf"))
+    centred = features - features.mean(axis=0)
+    targets = np.eye(len(COLOURS))[np.repeat(np.arange(len(COLOURS)), 8)] - 1 / len(COLOURS)
+    kernel = np.linalg.solve(
+        centred.T @ centred + 1e-2 * np.eye(centred.shape[1]), centred.T @ targets
+    )
+    scale = 1.5 / (centred @ kernel).std()  # logits spread enough that scores are not flat
+    bias = -features.mean(axis=0) @ kernel
+    model.get_layer("classes").set_weights([kernel * scale, bias * scale])
+    metadata = {
+        "arch": "mobilenet_0.25",
+        "input_size": 224,
+        "preprocessing": registry.get("mobilenet_0.25").preprocessing,
+        "resize": "stretch",
+        "classes": list(COLOURS),
+        "params": model.count_params(),
+    }
+    bundle.write(folder, model, metadata)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> Path:
+    """The test bundle (`write_bundle`), built once for the session; its LiteRT conversion goes
+    to the session's compiled-model cache the first time a test runs it there."""
+    return write_bundle(tmp_path_factory.mktemp("bundles") / "colours")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Remove the session's compiled-model cache (hundreds of MB after the parity tests)."""
     import shutil

@@ -36,7 +36,7 @@ def check_predictions(predictions: list[dict], top: int) -> None:
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
     for p in predictions:
         assert set(p) == {"rank", "index", "wnid", "label", "score"}
-        cls = labels.classes()[p["index"]]
+        cls = labels.imagenet()[p["index"]]
         assert (p["wnid"], p["label"]) == (cls.wnid, cls.label)
 
 
@@ -213,7 +213,7 @@ def test_nan_scores_are_an_error_for_each_image_never_a_prediction(cli, nan_weig
     results = strict_json(document.stdout)["results"]
     assert results == [strict_json(line) for line in lines.stdout.splitlines()]
     assert [r["image"] for r in results] == [str(CAT), str(COFFEE)]
-    assert all(set(r) == {"image", "error"} and "weights" in r["error"] for r in results)
+    assert all(set(r) == {"image", "model", "error"} and "weights" in r["error"] for r in results)
     assert document.stderr.count("not finite numbers") == 2
 
 

@@ -55,6 +55,7 @@ def test_each_long_option_has_one_short_form_in_every_command():
         ("batch", "--batch-size"),
         ("weight", "--weights"),
         ("engine", "--engine"),
+        ("model", "--model"),
     ],
 )
 def test_a_concept_has_one_option_name(concept, spelling):
@@ -64,7 +65,20 @@ def test_a_concept_has_one_option_name(concept, spelling):
 
 def test_every_command_that_models_takes_the_architecture_as_arch():
     takes = {path for path, spellings in options() if "--arch" in spellings}
-    assert takes == {"classify", "compare", "explain", "summary", "bench", "cache clear"}
+    assert takes == {
+        "classify",
+        "compare",
+        "explain",
+        "summary",
+        "bench",
+        "evaluate",
+        "cache clear",
+    }
+
+
+def test_every_command_that_runs_a_model_takes_a_trained_one_as_model():
+    takes = {path for path, spellings in options() if "--model" in spellings}
+    assert takes == {"classify", "compare", "explain", "bench", "evaluate"}
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cnncli.comparison import ModelRun, _with_majority
-from cnncli.labels import decode
+from cnncli.labels import imagenet
 from tests.conftest import MOBILENET_WEIGHTS, SAMPLES, needs_shared
 
 CAT = SAMPLES / "cat.jpg"
@@ -16,7 +16,7 @@ def run_with_top(arch: str, index: int) -> ModelRun:
 
     scores = np.zeros(1000)
     scores[index] = 1.0
-    return ModelRun(arch, "none", "keras", tuple(decode(scores, 1)), 1, 1.0)
+    return ModelRun(arch, "none", "keras", tuple(imagenet().decode(scores, 1)), 1, 1.0)
 
 
 def test_majority_marks_the_agreeing_models():

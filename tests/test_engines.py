@@ -18,6 +18,7 @@ from cnncli.choices import Engine
 from cnncli.engines import open_classifier
 from cnncli.env import Environment
 from cnncli.loader import Weights
+from cnncli.networks import RegistryNetwork
 from tests.conftest import MOBILENET_WEIGHTS, PHOTOS, ROOT, SAMPLES, needs_shared, seeded_model
 
 pytestmark = pytest.mark.skipif(not litert.available(), reason="ai-edge-litert is not installed")
@@ -200,10 +201,7 @@ def test_failed_write_leaves_nothing(tmp_path):
         path.write_bytes(b"half a model")
         raise KeyboardInterrupt
 
-    from cnncli import registry
-    from cnncli.loader import Weights
-
-    key = cache.key(registry.get("mobilenet_0.25"), Weights("imagenet"), "litert")
+    key = cache.key(registry.get("mobilenet_0.25"), "imagenet", "litert")
     with pytest.raises(KeyboardInterrupt):
         cache.store(key, ".tflite", crash)
     assert list(tmp_path.iterdir()) == [] and cache.lookup(key, ".tflite") is None
@@ -268,10 +266,10 @@ def test_bench_reports_every_figure_with_the_machine(cli, tmp_path, weights):
 def test_bench_times_random_weights_from_the_cache_like_real_ones(tmp_path):
     record = registry.get("mobilenet_0.25")
     user = Environment(stdout=io.StringIO(), stderr=io.StringIO(), cache_dir=tmp_path / "user")
-    source, env = bench.timed_weights(record, Weights("none"), user, tmp_path)
-    assert source.source == "file"
-    open_classifier(record, source, Engine.litert, env)  # bench's warm step, before the cold ones
-    cold = cnn_process(env.cache_dir, *bench.cold_command(CAT, record, source, "litert"))
+    network, env = bench.timed_network(RegistryNetwork(record, Weights("none")), user, tmp_path)
+    assert network.weights.endswith(".weights.h5") and not network.random
+    open_classifier(network, Engine.litert, env)  # bench's warm step, before the cold ones
+    cold = cnn_process(env.cache_dir, *bench.cold_command(CAT, network, "litert"))
     assert cold.returncode == 0, cold.stderr
     assert json.loads(cold.stdout)["engine"] == "litert"
     assert "converting" not in cold.stderr  # the cold process loaded the cached conversion

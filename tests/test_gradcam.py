@@ -17,6 +17,7 @@ from cnncli.choices import Resize
 from cnncli.errors import CnnError, UsageError
 from cnncli.images import load_array
 from cnncli.loader import Weights, build
+from cnncli.networks import RegistryNetwork
 from tests.conftest import MOBILENET_WEIGHTS, SAMPLES, needs_shared
 
 # --- a model whose classes read one quadrant each --------------------------------------------
@@ -29,6 +30,8 @@ QUADRANTS = dataclasses.replace(
     preprocessing="none",
     feature_layer="features",
 )
+#: Its classes: what each one reads.
+CORNERS = labels.Labels.of_names(["top right", "bottom left", "constant"], "quadrants")
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +75,9 @@ def mass(heat: np.ndarray, rows: slice, cols: slice) -> float:
 
 
 def test_each_class_heats_the_quadrant_it_reads(quadrant_model, red_and_green):
-    red, green = gradcam.explain(quadrant_model, QUADRANTS, red_and_green, None, 2, Resize.stretch)
+    red, green = gradcam.explain(
+        quadrant_model, QUADRANTS, CORNERS, red_and_green, None, 2, Resize.stretch
+    )
     assert [red.target.index, green.target.index] == [0, 1]  # best first
     assert red.score > green.score
     half = GRID // 2
@@ -90,13 +95,15 @@ def test_a_class_without_evidence_has_zero_heat_not_nan(quadrant_model, red_and_
 
 
 def test_json_heatmap_is_the_feature_map_in_unit_range(quadrant_model, red_and_green):
-    [result] = gradcam.explain(quadrant_model, QUADRANTS, red_and_green, [0], 1, Resize.crop)
+    [result] = gradcam.explain(
+        quadrant_model, QUADRANTS, CORNERS, red_and_green, [0], 1, Resize.crop
+    )
     doc = json.loads(json.dumps(result.as_dict()))
     assert set(doc) == {"image", "arch", "class", "heatmap"}
-    assert doc["class"] == {
+    assert doc["class"] == {  # a class of the model's own: no WordNet id
         "index": 0,
-        "wnid": "n01440764",
-        "label": "tench",
+        "wnid": None,
+        "label": "top right",
         "score": pytest.approx(result.score),
     }
     heat = np.array(doc["heatmap"])
@@ -129,8 +136,11 @@ def cat_and_coffee(tmp_path_factory):
 @pytest.mark.parametrize(("label", "half"), [("Egyptian_cat", "left"), ("espresso", "right")])
 def test_the_class_heats_its_own_half(mobilenet, cat_and_coffee, label, half):
     arch, model = mobilenet
-    target = labels.resolve_class(label)
-    [result] = gradcam.explain(model, arch, cat_and_coffee, [target.index], 1, Resize.stretch)
+    imagenet = labels.imagenet()
+    target = imagenet.resolve(label)
+    [result] = gradcam.explain(
+        model, arch, imagenet, cat_and_coffee, [target.index], 1, Resize.stretch
+    )
     heat, seen = overlays.heat_on_photo(result.photo, result.heat, arch.input_size, Resize.stretch)
     assert heat.shape == (224, 448) and seen.all()
     left = mass(heat, slice(None), slice(0, 224))
@@ -142,7 +152,9 @@ def test_the_class_heats_its_own_half(mobilenet, cat_and_coffee, label, half):
 @needs_shared
 def test_crop_heat_covers_the_crop_and_nothing_else(mobilenet):
     arch, model = mobilenet
-    [result] = gradcam.explain(model, arch, SAMPLES / "cat.jpg", None, 1, Resize.crop)
+    [result] = gradcam.explain(
+        model, arch, labels.imagenet(), SAMPLES / "cat.jpg", None, 1, Resize.crop
+    )
     assert result.target.label == "Egyptian_cat"
     heat, seen = overlays.heat_on_photo(result.photo, result.heat, 224, Resize.crop)
     # cat.jpg is 451x300: scaled to 385x256, the centre 224 square is x 80-304, y 16-240, which
@@ -243,17 +255,19 @@ def test_montage_puts_the_panels_side_by_side_at_one_height():
 
 
 def test_a_comparison_has_a_titled_panel_per_architecture(quadrant_model, red_and_green):
-    mobilenet = registry.get("mobilenet_0.25")
+    quadrants = RegistryNetwork(QUADRANTS, Weights("none"))  # labelled as ImageNet's first three
+    mobilenet = RegistryNetwork(registry.get("mobilenet_0.25"), Weights("none"))
     models = [
-        (QUADRANTS, lambda: quadrant_model),
-        (mobilenet, lambda: build(mobilenet, Weights("none"))),
+        (quadrants, Resize.crop, lambda: quadrant_model),
+        (mobilenet, Resize.stretch, mobilenet.keras_model),
     ]
-    explanations = gradcam.explain_each(red_and_green, models, [0, 281], Resize.crop)
-    assert [(e.arch.name, e.target.index) for e in explanations] == [
-        ("quadrants", 0),
-        ("mobilenet_0.25", 281),
+    explanations = gradcam.explain_each(red_and_green, models, [0, 281])
+    assert [(e.arch.name, e.target.index, e.resize) for e in explanations] == [
+        ("quadrants", 0, Resize.crop),
+        ("mobilenet_0.25", 281, Resize.stretch),
     ]
     assert explanations[0].title.startswith("quadrants\ntench ")
+    assert explanations[1].title.startswith("mobilenet_0.25\ntabby ")
     sheet = gradcam.comparison_montage(explanations)
     panel = overlays.PANEL_HEIGHT  # the 64x64 photo, scaled to the panel height
     assert sheet.height > panel and 2 * panel < sheet.width < 2 * panel + 60
@@ -279,12 +293,12 @@ def test_terminal_blocks_render_in_colour_and_without():
 
 @pytest.mark.parametrize("query", ["tabby", "Tabby", "281", "n02123045"])
 def test_a_class_is_named_by_label_index_or_wnid(query):
-    assert labels.resolve_class(query).index == 281
+    assert labels.imagenet().resolve(query).index == 281
 
 
 def test_an_unknown_class_suggests_close_labels():
     with pytest.raises(UsageError, match="did you mean tabby"):
-        labels.resolve_class("tabbby")
+        labels.imagenet().resolve("tabbby")
 
 
 def test_more_overlays_are_numbered_after_the_first(tmp_path):

@@ -38,7 +38,7 @@ def test_shipped_file_is_byte_identical_to_keras_download():
 
 
 def test_classes_are_the_thousand_in_output_order():
-    table = labels.classes()
+    table = labels.imagenet()
     assert len(table) == 1000
     assert [c.index for c in table] == list(range(1000))
     assert table[281].label == "tabby" and table[281].wnid == "n02123045"
@@ -47,18 +47,18 @@ def test_classes_are_the_thousand_in_output_order():
 
 @pytest.mark.parametrize("query", ["281", "n02123045", "tabby", "TABBY"])
 def test_find_class_by_index_wnid_or_label(query):
-    assert labels.find_class(query).index == 281
+    assert labels.imagenet().find(query).index == 281
 
 
 def test_find_class_unknown_is_none():
-    assert labels.find_class("unicorn") is None
-    assert labels.find_class("1000") is None
+    assert labels.imagenet().find("unicorn") is None
+    assert labels.imagenet().find("1000") is None
 
 
 def test_decode_ranks_best_first():
     scores = np.zeros(1000, dtype=np.float32)
     scores[[5, 281, 999]] = [0.2, 0.7, 0.1]
-    top = labels.decode(scores, 3)
+    top = labels.imagenet().decode(scores, 3)
     assert [p.index for p in top] == [281, 5, 999]
     assert [p.rank for p in top] == [1, 2, 3]
     assert top[0].as_dict() == {

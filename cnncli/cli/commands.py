@@ -10,8 +10,11 @@ from typing import Annotated
 
 import typer
 
+# Typer's own Click (see app.py): whether an option was typed or took its default.
+from typer.core import _click as click
+
 from cnncli import registry
-from cnncli.choices import Engine, Format, Resize
+from cnncli.choices import Engine, Format
 from cnncli.cli.app import CnnGroup, app, environment, guarded
 from cnncli.cli.options import (
     ArchArgument,
@@ -22,6 +25,8 @@ from cnncli.cli.options import (
     EnginesOption,
     FormatOption,
     MaybeArchOption,
+    ModelOption,
+    ModelsOption,
     ResizeOption,
     TopOption,
     WeightsListOption,
@@ -32,6 +37,7 @@ from cnncli.errors import ExitStatus, UsageError
 from cnncli.output import emit
 
 COMPARED = ",".join(registry.COMPARED)
+BENCHED = ",".join(registry.BENCHED)
 
 
 @app.command()
@@ -42,11 +48,12 @@ def classify(
         list[str] | None,
         typer.Argument(metavar="IMAGE", help="Image files, directories or globs."),
     ] = None,
-    arch: ArchOption = "resnet50",
+    arch: ArchOption = registry.DEFAULT_ARCH,
     weights: WeightsOption = "imagenet",
+    model: ModelOption = None,
     engine: EngineOption = Engine.auto,
     top: TopOption = 5,
-    resize: ResizeOption = Resize.crop,
+    resize: ResizeOption = None,
     fmt: FormatOption = Format.table,
     batch_size: BatchSizeOption = 16,
     recursive: Annotated[
@@ -70,23 +77,25 @@ def classify(
         bool, typer.Option("--verbose", "-v", help="List the files skipped in directories.")
     ] = False,
 ) -> None:
-    """Label photos with an ImageNet classifier; jsonl and csv stream as they go."""
+    """Label photos with an ImageNet classifier or a trained model; jsonl and csv stream as they
+    go."""
     from cnncli import pipeline, results_file
-    from cnncli.engines import open_classifier, warn_if_random
     from cnncli.inputs import Inputs
-    from cnncli.loader import Weights
+    from cnncli.networks import named, warn_if_random
 
     env = environment(ctx)
-    record, source = registry.get(arch), Weights.parse(weights)
+    network = named(*_typed(ctx, arch=arch, weights=weights), model)
     if not images and files_from is None:
         raise UsageError("name the images to classify (files, directories, globs, --files-from)")
     if resume and (output is None or fmt not in results_file.STREAMED):
         raise UsageError("--resume needs --output FILE and --format jsonl or csv")
-    warn_if_random(env, [(record, source)])
+    warn_if_random(env, [network])
     inputs = Inputs(tuple(images or ()), recursive, files_from)
     inputs.check()
-    job = pipeline.Job(inputs, source, top, resize, batch_size, fmt, output, resume, verbose)
-    tally = pipeline.run_job(env, job, lambda: open_classifier(record, source, engine, env))
+    job = pipeline.Job(
+        inputs, network, engine, top, resize, batch_size, fmt, output, resume, verbose
+    )
+    tally = pipeline.run_job(env, job)
     if tally.interrupted:
         raise tally.interrupted
     if tally.failed:
@@ -100,9 +109,10 @@ def compare(
     image: Annotated[str, typer.Argument(metavar="IMAGE", help="One photo.")],
     archs: ArchsOption = COMPARED,
     weights: WeightsListOption = "imagenet",
+    models: ModelsOption = None,
     engine: EngineOption = Engine.auto,
     top: TopOption = 5,
-    resize: ResizeOption = Resize.crop,
+    resize: ResizeOption = None,
     fmt: FormatOption = Format.table,
     montage: Annotated[
         Path | None,
@@ -112,14 +122,23 @@ def compare(
         ),
     ] = None,
 ) -> None:
-    """Several architectures side by side on the same photo."""
+    """Several architectures (and trained models) side by side on the same photo."""
     from cnncli import api, comparison, overlays
 
     env = environment(ctx)
-    names, sources = comma_list(archs, "--arch"), comma_list(weights, "--weights")
-    result = api.compare(image, names, sources, engine, top, resize, env)
+    names, sources = _typed(ctx, archs=archs, weights=weights)
+    result = api.compare(
+        image,
+        comma_list(names, "--arch") if names is not None else None,
+        comma_list(sources, "--weights") if sources is not None else None,
+        engine,
+        top,
+        resize,
+        env,
+        models=comma_list(models, "--model") if models is not None else (),
+    )
     if montage is not None:
-        overlays.save(api.montage(image, result, resize, env), montage)
+        overlays.save(api.montage(image, result, env), montage)
     emit(
         env,
         fmt,
@@ -134,15 +153,16 @@ def compare(
 def explain(
     ctx: typer.Context,
     image: Annotated[str, typer.Argument(metavar="IMAGE", help="One photo.")],
-    arch: ArchOption = "resnet50",
+    arch: ArchOption = registry.DEFAULT_ARCH,
     weights: WeightsOption = "imagenet",
+    model: ModelOption = None,
     classes: Annotated[
         str | None,
         typer.Option(
             "--class",
             "-c",
             metavar="CLASS,...",
-            help="Classes to explain, comma-separated: labels, indices or WordNet ids.",
+            help="Classes to explain, comma-separated: labels, indices or (ImageNet) WordNet ids.",
         ),
     ] = None,
     top: Annotated[
@@ -151,7 +171,7 @@ def explain(
             "--top", "-k", metavar="K", min=1, max=1000, help="Without --class: the top K."
         ),
     ] = 1,
-    resize: ResizeOption = Resize.crop,
+    resize: ResizeOption = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -171,12 +191,15 @@ def explain(
 
     env = environment(ctx)
     targets = comma_list(classes, "--class") if classes is not None else []
-    explanations = api.explain(image, arch, weights, targets, top, resize, env)
+    given_arch, given_weights = _typed(ctx, arch=arch, weights=weights)
+    explanations = api.explain(
+        image, given_arch, given_weights, targets, top, resize, env, model=model
+    )
     saved = gradcam.save_overlays(explanations, output, alpha) if output else []
     emit(
         env,
         fmt,
-        gradcam.document(weights, explanations, saved),
+        gradcam.document(model or weights, explanations, saved),
         lambda: gradcam.render(explanations, saved),
         lambda: gradcam.rows(explanations, saved),
     )
@@ -221,9 +244,10 @@ def models(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
 @guarded
 def bench(
     ctx: typer.Context,
-    archs: ArchsOption = "resnet50,mobilenet_v2",
+    archs: ArchsOption = BENCHED,
     engines: EnginesOption = "keras,litert",
     weights: WeightsOption = "imagenet",
+    models: ModelsOption = None,
     batch_size: BatchSizeOption = 8,
     repeats: Annotated[int, typer.Option(metavar="N", min=1, help="Timed repeats per figure.")] = 5,
     photo: Annotated[
@@ -231,15 +255,66 @@ def bench(
     ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """Time cold-process latency, warm latency and throughput per arch and engine."""
+    """Time cold-process latency, warm latency and throughput per model and engine."""
     from cnncli import bench as lib
-    from cnncli.loader import Weights
+    from cnncli.networks import several
 
     env = environment(ctx)
-    records = [registry.get(name) for name in comma_list(archs, "--arch")]
+    names, source = _typed(ctx, archs=archs, weights=weights)
+    networks = several(
+        comma_list(names, "--arch") if names is not None else None,
+        source,
+        comma_list(models, "--model") if models is not None else (),
+        default=registry.BENCHED,
+    )
     chosen = [Engine.parse(name) for name in comma_list(engines, "--engine")]
-    results = lib.run(records, chosen, Weights.parse(weights), env, photo, batch_size, repeats)
+    results = lib.run(networks, chosen, env, photo, batch_size, repeats)
     emit(env, fmt, lib.document(results), lambda: lib.render(results), lambda: lib.rows(results))
+
+
+@app.command()
+@guarded
+def evaluate(
+    ctx: typer.Context,
+    data: Annotated[
+        str, typer.Argument(metavar="DATA", help="A folder holding a folder of photos per class.")
+    ],
+    model: ModelOption = None,
+    arch: MaybeArchOption = None,
+    weights: WeightsOption = "imagenet",
+    engine: EngineOption = Engine.auto,
+    resize: ResizeOption = None,
+    batch_size: BatchSizeOption = 16,
+    worst: Annotated[
+        int, typer.Option(metavar="N", min=0, help="List the N most confident mistakes.")
+    ] = 10,
+    plot: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="Also draw the confusion matrix to FILE (PNG)."),
+    ] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Measure a model on labelled photos: top-1/top-5, per-class precision, recall and F1,
+    confusion matrix, worst mistakes. Class folders name a trained model's classes, or
+    ImageNet's by WordNet id or label."""
+    from cnncli import api, evaluation
+
+    env = environment(ctx)
+    if model is None and arch is None:
+        raise UsageError("name the model to evaluate: --model BUNDLE or --arch ARCH")
+    [given] = _typed(ctx, weights=weights)
+    result = api.evaluate(data, arch, given, engine, resize, batch_size, worst, env, model=model)
+    if plot is not None:
+        evaluation.plot(result, plot)
+    emit(
+        env,
+        fmt,
+        result.as_dict(),
+        lambda: evaluation.render(result),
+        lambda: evaluation.rows(result),
+    )
+    if result.failed:
+        raise typer.Exit(ExitStatus.FAILURE)
 
 
 cache_app = typer.Typer(help="The compiled-model cache.", cls=CnnGroup, no_args_is_help=True)
@@ -279,6 +354,15 @@ def cache_clear(
     only = registry.get(chosen).name if chosen else None
     removed, leftovers = cache.ModelCache(env.cache_dir).clear(only)
     env.say(cache.cleared(removed, leftovers))
+
+
+def _typed(ctx: typer.Context, **options: str) -> list[str | None]:
+    """Each option's value when the user typed it, None when it is its default: a default
+    architecture or weights gives way to a trained model (`--model`), a typed one conflicts."""
+    return [
+        value if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT else None
+        for name, value in options.items()
+    ]
 
 
 def _arch_named(name: str | None, arch: str | None) -> str | None:

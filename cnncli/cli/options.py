@@ -1,8 +1,9 @@
 """The command line's vocabulary: every option that more than one command takes, spelled once.
 
 One grammar for every command: the architecture is always `--arch/-a`, weights `--weights/-w`,
-the engine `--engine/-e`, the batch size `--batch-size/-b`, the format `--format/-f`, and
-`--output/-o` always names the command's main output. An option that takes several values takes
+a trained model `--model/-m` (in place of both), the engine `--engine/-e`, the batch size
+`--batch-size/-b`, the format `--format/-f`, and `--output/-o` always names the command's main
+output. An option that takes several values takes
 them as one comma list (`-a vgg16,resnet50`), read by `comma_list` in one way everywhere.
 
 Nothing here imports NumPy, Pillow or TensorFlow, so `cnn --help` stays instant.
@@ -52,6 +53,24 @@ WeightsListOption = Annotated[
         help="imagenet, none or a .h5 file: one for all architectures, or one per architecture.",
     ),
 ]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="BUNDLE",
+        help="A model `cnn train` wrote (its folder), in place of --arch and --weights.",
+    ),
+]
+ModelsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="BUNDLE,...",
+        help="Trained models (folders `cnn train` wrote), comma-separated, beside --arch's.",
+    ),
+]
 EngineOption = Annotated[
     Engine,
     typer.Option(
@@ -72,10 +91,12 @@ TopOption = Annotated[
     typer.Option("--top", "-k", metavar="K", min=1, max=1000, help="How many classes to show."),
 ]
 ResizeOption = Annotated[
-    Resize,
+    Resize | None,
     typer.Option(
         metavar=Resize.metavar(),
-        help="crop: shorter side to size/0.875, centre crop; stretch: squash.",
+        help="crop: shorter side to size/0.875, centre crop; stretch: squash. "
+        "Default: crop, or what a trained model was trained with.",
+        show_default=False,
     ),
 ]
 FormatOption = Annotated[
