@@ -355,7 +355,7 @@ def test_a_name_that_is_not_utf8_prints_in_every_format(model, tmp_path):
     ]
     proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[1].startswith(f"{tmp_path}/caf\\xe9.jpg,1,")
+    assert proc.stdout.splitlines()[1].startswith(f"{tmp_path}/caf\\xe9.jpg,{ARCH}@sha256:")
 
 
 @pytest.fixture(scope="module")
