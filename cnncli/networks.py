@@ -11,7 +11,6 @@ file. Every command takes Networks, so a trained model goes wherever a registry 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -133,9 +132,7 @@ class BundleNetwork:
     def identity(self, cache: ModelCache) -> str:
         """The content of its model and metadata, each file's hash remembered by the cache (so
         a warm run reads neither file whole)."""
-        files = (self.bundle.path / bundle.MODEL, self.bundle.path / bundle.METADATA)
-        hashes = " ".join(cache.file_hash(path) for path in files)
-        return f"sha256:{hashlib.sha256(hashes.encode()).hexdigest()}"
+        return f"sha256:{self.bundle.digest_with(cache.file_hash)}"
 
     def keras_model(self) -> Any:
         """The bundle's model, refused when its outputs are not its metadata's classes."""
