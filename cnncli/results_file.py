@@ -88,7 +88,6 @@ class Contents:
     models: set[str] = field(default_factory=set)
 
     def add(self, record: Record) -> None:
-        self.models.add(record.model)
         if record.failed:
             self.failed += 1
         else:
@@ -354,6 +353,7 @@ def _scan(file: BinaryIO, path: Path, fmt: Format) -> Contents:
     contents = Contents(start, start)
     end, last = start, None
     for record in records:
+        contents.models.add(record.model)  # the CSV rows cut to be redone were its answers too
         if fmt is Format.jsonl or last is None or record.image != last.image:
             if last is not None:
                 contents.add(last)
