@@ -9,6 +9,16 @@ The package is a library first (`api`, below); `cnn`, the command line, is a cli
 
 __version__ = "0.1.0"
 
-from cnncli.api import Model, compare, explain, load, models, montage, summary
+from cnncli.api import Model, compare, evaluate, explain, load, models, montage, summary
 
-__all__ = ["Model", "__version__", "compare", "explain", "load", "models", "montage", "summary"]
+__all__ = [
+    "Model",
+    "__version__",
+    "compare",
+    "evaluate",
+    "explain",
+    "load",
+    "models",
+    "montage",
+    "summary",
+]

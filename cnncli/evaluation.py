@@ -463,6 +463,20 @@ def _cells(m: ClassMetrics) -> tuple[str, ...]:
     return tuple("" if v is None else f"{v:.6g}" for v in (m.precision, m.recall, m.f1))
 
 
+#: The picture formats `--plot` writes, by the file's extension.
+PLOT_FORMATS = (".png", ".svg", ".pdf")
+
+
+def check_plot(path: Path) -> str:
+    """The picture format of `--plot FILE` (its extension), checked before any photo is
+    measured, so a wrong name costs nothing; `UsageError` for an extension matplotlib is not
+    asked to write."""
+    suffix = path.suffix.lower()
+    if suffix not in PLOT_FORMATS:
+        raise UsageError(f"--plot {path}: give a .png (or .svg, .pdf) file name")
+    return suffix
+
+
 def plot(result: Evaluation, path: Path) -> None:
     """The confusion matrix as a picture (rows normalised to each class's photos, so a class
     with few photos is as visible as one with many; counts written in the cells while they
@@ -488,9 +502,7 @@ def plot(result: Evaluation, path: Path) -> None:
         for (row, col), count in np.ndenumerate(result.matrix):
             colour = "white" if shares[row, col] > 0.5 else "black"
             axes.text(col, row, f"{count:,}", ha="center", va="center", color=colour)
-    suffix = path.suffix.lower()
-    if suffix not in (".png", ".svg", ".pdf"):
-        raise UsageError(f"--plot {path}: give a .png (or .svg, .pdf) file name")
+    suffix = check_plot(path)
     try:
         files.atomic_write(path, lambda tmp: figure.savefig(tmp, format=suffix[1:]), suffix=suffix)
     except OSError as exc:

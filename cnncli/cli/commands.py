@@ -303,6 +303,8 @@ def evaluate(
     if model is None and arch is None:
         raise UsageError("name the model to evaluate: --model BUNDLE or --arch ARCH")
     [given] = _typed(ctx, weights=weights)
+    if plot is not None:
+        evaluation.check_plot(plot)
     result = api.evaluate(data, arch, given, engine, resize, batch_size, worst, env, model=model)
     if plot is not None:
         evaluation.plot(result, plot)
