@@ -31,9 +31,8 @@ from typing import TYPE_CHECKING, Union
 from cnncli import registry
 from cnncli.choices import Engine, Resize
 from cnncli.env import Environment
-from cnncli.networks import BundleLike, Network, WeightsLike, named, resize_for, several
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # `cnn --help` imports this module: no NumPy before a command runs
     import numpy as np
     from PIL import Image
 
@@ -45,6 +44,7 @@ if TYPE_CHECKING:
     from cnncli.gradcam import Explanation
     from cnncli.inputs import Entry
     from cnncli.labels import Labels
+    from cnncli.networks import BundleLike, Network, WeightsLike
 
 #: A photo: a file's path, or the picture itself (an RGB or grey array of 0-255 values, or a
 #: Pillow image).
@@ -83,6 +83,7 @@ class Model:
         with an `error`, as on the command line; the others are classified all the same.
         `resize` None: the model's own (crop, or what a trained model was trained with)."""
         from cnncli import pipeline
+        from cnncli.networks import resize_for
 
         entries = [_entry(index, image) for index, image in enumerate(_listed(images))]
         view = resize_for(self.classifier.network, _resize(resize), self.env)
@@ -100,6 +101,7 @@ def load(
     """The classifier `cnn classify -a ARCH -w WEIGHTS -e ENGINE` runs (resnet50 with ImageNet
     weights by default), or `cnn classify --model BUNDLE`'s."""
     from cnncli.engines import open_classifier
+    from cnncli.networks import named
 
     env = env or Environment()
     network = _warned(named(arch, weights, model), env)
@@ -122,7 +124,7 @@ def compare(
     policy; `weights` is one source for all architectures or one per architecture."""
     from cnncli import comparison
     from cnncli.engines import open_classifier
-    from cnncli.networks import warn_if_random
+    from cnncli.networks import resize_for, several, warn_if_random
 
     env = env or Environment()
     networks = several(archs, weights, models)
@@ -151,6 +153,7 @@ def explain(
     gradients."""
     from cnncli import gradcam
     from cnncli.engines import keras_model
+    from cnncli.networks import named, resize_for
     from cnncli.progress import status
 
     env = env or Environment()
@@ -197,6 +200,7 @@ def evaluate(
     or ImageNet's named by WordNet id or label)."""
     from cnncli import evaluation
     from cnncli.engines import open_classifier
+    from cnncli.networks import named, resize_for
 
     env = env or Environment()
     network = _warned(named(arch, weights, model), env)
