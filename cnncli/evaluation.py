@@ -208,7 +208,7 @@ class Tally:
 @dataclass(frozen=True)
 class ClassMetrics:
     """One class's figures: None where undefined (precision of a class never predicted,
-    recall of a class with no photos)."""
+    recall of a class with no photos, F1 of a class neither)."""
 
     cls: Class
     support: int
@@ -301,11 +301,12 @@ class Evaluation:
 
 
 def _metrics(cls: Class, hits: int, support: int, predicted_as: int) -> ClassMetrics:
+    """F1 as 2TP / (2TP + FP + FN): a class with photos that is never predicted has no
+    precision but an F1 of 0 (it found none of them), not an undefined one that the macro
+    average would leave out."""
     precision = hits / predicted_as if predicted_as else None
     recall = hits / support if support else None
-    f1 = None
-    if precision is not None and recall is not None:
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    f1 = 2 * hits / (support + predicted_as) if support + predicted_as else None
     return ClassMetrics(cls, support, precision, recall, f1)
 
 

@@ -134,14 +134,14 @@ def test_the_metrics_of_scores_made_by_hand():
     figures = {m.cls.label: (m.precision, m.recall, m.f1, m.support) for m in result.per_class()}
     assert figures == {
         "a": (pytest.approx(0.5), 1.0, pytest.approx(2 / 3), 2),
-        "b": (None, 0.0, None, 2),  # never predicted: no precision, so no F1
+        "b": (None, 0.0, 0.0, 2),  # never predicted: no precision, and none of it found
         "c": (0.5, 1.0, pytest.approx(2 / 3), 1),
-        "f": (None, 0.0, None, 1),
+        "f": (None, 0.0, 0.0, 1),
     }
     assert result.macro() == {
         "precision": pytest.approx(0.5),
         "recall": pytest.approx(0.5),
-        "f1": pytest.approx(2 / 3),
+        "f1": pytest.approx(1 / 3),  # as sklearn's f1_score(average="macro")
     }
     # The two worst of the three mistakes, most confident first.
     assert [(m.image, m.predicted.label, m.score) for m in result.mistakes] == [
