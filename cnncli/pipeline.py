@@ -61,22 +61,35 @@ def stream(
     resize: Resize,
     batch_size: int,
 ) -> Iterator[list[ImageResult]]:
-    """Results a batch at a time, in input order, with memory bounded whatever the count.
+    """Results a batch at a time, in input order, with memory bounded whatever the count: each
+    batch of `decoded` through the model while the next ones decode."""
+    for batch in decoded(entries, classifier.arch.input_size, resize, batch_size):
+        yield _infer(classifier, batch, top)
 
-    A thread pool decodes the next `LOOKAHEAD` batches while the model runs the current one
+
+#: One image of a decoded batch: its entry, and its pixels (size, size, 3) or why there are none.
+Decoded = tuple[Entry, np.ndarray | str]
+
+
+def decoded(
+    entries: Iterable[Entry], size: int, resize: Resize, batch_size: int
+) -> Iterator[list[Decoded]]:
+    """The entries' pixels a batch at a time, in input order, decoded ahead: the one decoding
+    loop of every command that runs a model over many files (`stream`, training's features).
+
+    A thread pool decodes the next `LOOKAHEAD` batches while the caller runs the current one
     (Pillow and the engines release the GIL), so decoding hides behind inference; `entries` is
-    read only as far as that look-ahead.
+    read only as far as that look-ahead, and memory stays a few batches whatever the count.
     """
-    size = classifier.arch.input_size
     pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="cnn-decode")
-    pending: deque[list[tuple[str, Future[np.ndarray | str]]]] = deque()
+    pending: deque[list[tuple[Entry, Future[np.ndarray | str]]]] = deque()
     try:
         for chunk in _chunks(entries, batch_size):
-            pending.append([(e.image, pool.submit(_decode, e, size, resize)) for e in chunk])
+            pending.append([(e, pool.submit(_decode, e, size, resize)) for e in chunk])
             if len(pending) > LOOKAHEAD:
-                yield _infer(classifier, pending.popleft(), top)
+                yield [(entry, future.result()) for entry, future in pending.popleft()]
         while pending:
-            yield _infer(classifier, pending.popleft(), top)
+            yield [(entry, future.result()) for entry, future in pending.popleft()]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -102,18 +115,15 @@ def _decode(entry: Entry, size: int, resize: Resize) -> np.ndarray | str:
         return f"cannot decode image ({type(exc).__name__}: {exc})"
 
 
-def _infer(
-    classifier: Classifier, pending: list[tuple[str, Future[np.ndarray | str]]], top: int
-) -> list[ImageResult]:
+def _infer(classifier: Classifier, batch: list[Decoded], top: int) -> list[ImageResult]:
     """One batch: a forward pass over its decoded images, errors kept in place."""
-    decoded = [(image, future.result()) for image, future in pending]
-    pixels = [value for _, value in decoded if not isinstance(value, str)]
+    pixels = [value for _, value in batch if not isinstance(value, str)]
     scores = iter(classifier.scores(np.stack(pixels)) if pixels else [])
     return [
-        ImageResult(image, error=value)
+        ImageResult(entry.image, error=value)
         if isinstance(value, str)
-        else _predicted(image, next(scores), top)
-        for image, value in decoded
+        else _predicted(entry.image, next(scores), top)
+        for entry, value in batch
     ]
 
 
