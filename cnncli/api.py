@@ -107,7 +107,7 @@ def compare(
     from cnncli.engines import open_classifier, warn_if_random
 
     env = env or Environment()
-    pairs = _paired([registry.get(name) for name in archs], weights)
+    pairs = paired([registry.get(name) for name in archs], weights)
     warn_if_random(env, pairs)
     choice = Engine(engine)
     models = [
@@ -184,7 +184,7 @@ def _weights(weights: WeightsLike) -> Weights:
     return weights if isinstance(weights, Weights) else Weights.parse(os.fspath(weights))
 
 
-def _paired(
+def paired(
     records: Sequence[registry.Arch], weights: WeightsLike | Sequence[WeightsLike]
 ) -> list[tuple[registry.Arch, Weights]]:
     """Each record with its weights: one source for all, or one per record."""

@@ -161,7 +161,7 @@ def write_state(folder: Path, checkpoint: Checkpoint) -> None:
     document = {
         "phase": progress.phase,
         "epochs": progress.epochs,
-        "history": [_json_epoch(e) for e in progress.history],
+        "history": [json_epoch(e) for e in progress.history],
         "best_loss": finite(progress.best_loss),
         "best": list(progress.best) if progress.best else None,
         "wait": progress.wait,
@@ -175,7 +175,8 @@ def _save_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
         np.savez(file, **arrays)
 
 
-def _json_epoch(epoch: Epoch) -> dict[str, Any]:
+def json_epoch(epoch: Epoch) -> dict[str, Any]:
+    """An epoch as strict JSON holds it (a diverged loss is null)."""
     return {k: finite(v) if isinstance(v, float) else v for k, v in epoch.as_dict().items()}
 
 

@@ -284,7 +284,7 @@ class Trainer:
 
     def resume(self, checkpoint: Checkpoint) -> None:
         """Go on from `checkpoint` at the next `run`."""
-        self.progress, self.best = checkpoint.progress, checkpoint.best
+        self.progress, self.best, self.last = checkpoint.progress, checkpoint.best, checkpoint.last
         self.touched = set(checkpoint.last.values)
         self._assign(checkpoint.last.values)
         self.optimizer = checkpoint.last.optimizer
@@ -341,7 +341,7 @@ class Trainer:
         while progress.epochs < phase.epochs and progress.wait < self.options.patience:
             epoch = progress.epochs + 1
             rng = np.random.default_rng([self.options.seed, index, epoch])
-            record = self._epoch(fitted, phase, epoch, train(rng), val)
+            record = self._epoch(fitted, phase, epoch, train(rng), val())
             with self.critical():
                 self._record(record, fitted)
         self.keep_best()
@@ -370,14 +370,19 @@ class Trainer:
     def _on_features(self, phase: Phase) -> bool:
         return phase.name == "head" and self.options.cache
 
-    def _data(self, phase: Phase) -> tuple[Callable[[np.random.Generator], Batches], Batches]:
-        """(an epoch's training batches for a generator, the validation batches)."""
+    def _data(
+        self, phase: Phase
+    ) -> tuple[Callable[[np.random.Generator], Batches], Callable[[], Batches]]:
+        """(an epoch's training batches for a generator, the validation batches), each made
+        afresh for every epoch."""
         size = self.options.batch_size
         if self._on_features(phase):
             train, val = self._features()
-            return lambda rng: train.batches(size, rng), val.batches(size)
-        val = self._images(self.dataset.val, None)
-        return lambda rng: self._images(self.dataset.train, rng), val
+            return lambda rng: train.batches(size, rng), lambda: val.batches(size)
+        return (
+            lambda rng: self._images(self.dataset.train, rng),
+            lambda: self._images(self.dataset.val, None),
+        )
 
     def _features(self) -> tuple[Features, Features]:
         """Features of the training images in `options.views` views and of the validation
