@@ -26,7 +26,8 @@ from cnncli.cache import ModelCache
 from cnncli.datasets import Dataset, discover
 from cnncli.engines import keras_forward
 from cnncli.env import Environment
-from cnncli.errors import Interrupted
+from cnncli.errors import Interrupted, UsageError
+from cnncli.inputs import printable
 from cnncli.leaderboard import Outcome
 from cnncli.loader import Weights
 from cnncli.pipeline import stop_signals
@@ -64,6 +65,11 @@ def run(env: Environment, request: Request) -> list[Outcome]:
     dataset = discover(request.data, request.val_split, request.options.seed)
     for warning in dataset.warnings:
         env.warn(warning)
+    if not dataset.val:
+        raise UsageError(
+            f"{printable(str(request.data))}: no images left for validation (early stopping "
+            "and the model's measure need them); add images, or a val/ folder"
+        )
     env.note(_counts(dataset))
     outcomes = []
     for arch, weights in request.models:

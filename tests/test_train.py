@@ -107,6 +107,7 @@ def test_train_val_test_folders_are_used_as_they_are(tmp_path):
         ("file", "data: is not a folder; give a folder"),
         ("one class", r"1 class folder\(s\) found \(only\); a classifier needs at least two"),
         ("empty class", "notes: class 'notes' has no images"),
+        ("no val", "data: no images left for validation"),
     ],
 )
 def test_data_that_cannot_be_trained_on_is_one_clear_error(tmp_path, cli, make, expected):
@@ -119,9 +120,11 @@ def test_data_that_cannot_be_trained_on_is_one_clear_error(tmp_path, cli, make, 
         colour_set(data, 3)
         (data / "notes").mkdir()
         (data / "notes" / "readme.txt").write_text("no images here")
+    elif make == "no val":
+        colour_set(data, 2)  # 20% of two images is none
     run = cli("train", data, "-o", tmp_path / "out", "-a", ARCH.name, "-w", "none")
     assert run.exit_code == 2
-    [line] = run.stderr.splitlines()
+    line = run.stderr.splitlines()[-1]  # after the warnings, if any
     assert line.startswith("cnn: error: ") and re.search(expected, line)
     assert not (tmp_path / "out").exists()
 
@@ -324,11 +327,14 @@ def test_several_architectures_each_get_a_bundle_and_a_leaderboard_row(
     assert "building" not in again.stderr and "val top-1" in again.stdout
 
 
-def test_a_stop_signal_writes_the_best_epoch_and_resume_goes_on(tmp_path, trained, base_weights):
+def test_a_stop_signal_writes_the_best_epoch_and_resume_goes_on(
+    tmp_path, cli, trained, base_weights
+):
     data, _, _ = trained
     out = tmp_path / "model"
-    command = [sys.executable, "-m", "cnncli", "train", str(data), "-o", str(out)]
-    command += ["-a", ARCH.name, "-w", str(base_weights), "--epochs", "500", "--patience", "500"]
+    args = [str(data), "-o", str(out), "-a", ARCH.name, "-w", str(base_weights), "--no-augment"]
+    args += ["--patience", "500"]
+    command = [sys.executable, "-m", "cnncli", "train", *args, "--epochs", "500"]
     process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         for line in process.stderr:  # type: ignore[union-attr]
@@ -343,24 +349,8 @@ def test_a_stop_signal_writes_the_best_epoch_and_resume_goes_on(tmp_path, traine
     stopped = bundle.load(out).metadata["training"]
     assert stopped["status"] == "interrupted" and len(stopped["history"]) >= 3
     assert (out / "resume.json").is_file()
-    from tests.conftest import run_cli
-
     done = len(stopped["history"])
-    resumed = run_cli(
-        "train",
-        data,
-        "-o",
-        out,
-        "-a",
-        ARCH.name,
-        "-w",
-        base_weights,
-        "--epochs",
-        done + 2,
-        "--patience",
-        500,
-        "--resume",
-    )
+    resumed = cli("train", *args, "--epochs", done + 2, "--resume")
     assert resumed.exit_code == 0, resumed.stderr
     assert f"resuming after epoch {done}" in resumed.stderr
     finished = bundle.load(out).metadata["training"]
