@@ -15,14 +15,13 @@ import platform
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cnncli import __version__, bundle, progress, train_output, training
-from cnncli.cache import ModelCache
+from cnncli.cache import ModelCache, package_version
 from cnncli.datasets import Dataset, discover
 from cnncli.engines import keras_forward
 from cnncli.env import Environment
@@ -35,8 +34,8 @@ from cnncli.registry import Arch
 from cnncli.tf_runtime import import_keras
 from cnncli.timing import warm_median
 
-#: Packages whose versions a bundle records (what produced it).
-VERSIONED = ("tensorflow", "keras", "numpy", "pillow")
+#: Packages whose versions a bundle records (what produced it), those installed.
+VERSIONED = ("tensorflow", "tensorflow-cpu", "keras", "numpy", "pillow")
 
 
 @dataclass(frozen=True)
@@ -83,6 +82,9 @@ def run(env: Environment, request: Request) -> list[Outcome]:
 
 def _check_output(request: Request) -> None:
     """Refuse an output this run must not write, before any model is built."""
+    names = [arch.name for arch, _ in request.models]
+    if len(set(names)) < len(names):
+        raise UsageError(f"--arch {','.join(names)} names an architecture twice; give each once")
     if len(request.models) > 1:
         train_output.check_parent(request.output, request.data, request.force)
         return
@@ -258,13 +260,9 @@ def _ms_per_image(trainer: training.Trainer) -> float:
 
 
 def _versions() -> dict[str, str]:
-    versions = {"cnncli": __version__, "python": platform.python_version()}
-    for name in VERSIONED:
-        try:
-            versions[name] = package_metadata.version(name)
-        except package_metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
+    installed = {name: package_version(name) for name in VERSIONED}
+    versions = {name: v for name, v in installed.items() if v != "absent"}
+    return {"cnncli": __version__, "python": platform.python_version(), **versions}
 
 
 # --- What the person watching sees ------------------------------------------------------------

@@ -325,8 +325,14 @@ def train(
         ),
     ] = None,
     augment: Annotated[
-        bool, typer.Option(help="Random flips, rotations, zooms and shifts of training images.")
+        bool, typer.Option(help="Small random rotations, zooms and shifts of training images.")
     ] = True,
+    flip: Annotated[
+        bool,
+        typer.Option(
+            "--flip", help="Add mirror images to the augmentation (photos; not text or digits)."
+        ),
+    ] = False,
     val_split: Annotated[
         float, typer.Option(metavar="F", help="Share of each class held out without a val/ folder.")
     ] = 0.2,
@@ -352,6 +358,7 @@ def train(
         batch_size=batch_size,
         learning_rate=learning_rate,
         augment=augment,
+        flip=flip,
         patience=patience,
         resize=resize,
         seed=seed,
