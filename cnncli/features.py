@@ -3,9 +3,9 @@
 With the base frozen, what the head sees of an image never changes unless the image does, so
 computing it again at every epoch (as a plain `fit` over images does) costs a full forward pass
 per image per epoch for nothing. Here each image goes through the base once, and so do a few
-augmented views of it (`views`): epochs then draw one view of each image at random, so
-augmentation still varies what the head sees, at the cost of `views` passes instead of one per
-epoch.
+augmented views of it (`views`): each epoch then shows the head every image and one of its
+views drawn at random, so augmentation still varies what the head sees, at the cost of `views`
+passes in all instead of one per epoch.
 
 Images stream through `pipeline.decoded` (the decode pool `classify` uses, same decoder and error
 texts), and features larger than `SPILL_BYTES` live in an unlinked temporary file rather than in
@@ -48,17 +48,27 @@ class Features:
     def views(self) -> int:
         return int(self.x.shape[1])
 
+    @property
+    def epoch_size(self) -> int:
+        """Training examples per epoch: each image, and one augmented view of it if any."""
+        return len(self.y) * (2 if self.views > 1 else 1)
+
     def batches(
         self, batch_size: int, rng: np.random.Generator | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """One epoch: every image once, in an order and with a view that `rng` draws (in
-        order and unaugmented without one, as validation reads them)."""
+        """One epoch. Training (`rng`): every image as it is and one of its augmented views
+        drawn at random, shuffled, so the head always sees the real images and augmentation
+        adds variations of them (drawing one view of each image instead cost accuracy on
+        digits, benchmarks/TRAIN.md); validation (no `rng`): every image as it is, in order."""
         count = len(self.y)
-        order = rng.permutation(count) if rng is not None else np.arange(count)
-        view = rng.integers(self.views, size=count) if rng is not None else np.zeros(count, int)
-        for start in range(0, count, batch_size):
-            rows = order[start : start + batch_size]
-            yield np.asarray(self.x[rows, view[rows]]), self.y[rows]
+        rows, view = np.arange(count), np.zeros(count, int)
+        if rng is not None and self.views > 1:
+            rows = np.concatenate([rows, rows])
+            view = np.concatenate([view, rng.integers(1, self.views, size=count)])
+        order = rng.permutation(len(rows)) if rng is not None else np.arange(len(rows))
+        for start in range(0, len(order), batch_size):
+            pick = order[start : start + batch_size]
+            yield np.asarray(self.x[rows[pick], view[pick]]), self.y[rows[pick]]
 
 
 def pixel_batches(

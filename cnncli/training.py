@@ -121,10 +121,10 @@ class Options:
     fine_tune_learning_rate: float = 1e-5
     dropout: float = 0.2
     augment: bool = True
-    views: int = 3  # with augment: the image and 2 augmented views, featurised once
+    views: int = 5  # with augment: the image and 4 augmented views, featurised once
     flip: bool = False  # horizontal flips among the augmentations (not for text, digits)
     cache: bool = True  # phase 1 of a frozen base on cached features (off: recomputed)
-    patience: int = 5
+    patience: int = 10
     resize: Resize = Resize.crop
     seed: int = 0
 
@@ -340,11 +340,11 @@ class Trainer:
             progress.phase, progress.epochs, progress.wait = index, 0, 0
             self.best = self._snapshot(self.touched)
             self.last = self.best
-        train, val = self._data(phase)
+        train, val, examples = self._data(phase)
         while progress.epochs < phase.epochs and progress.wait < self.options.patience:
             epoch = progress.epochs + 1
             rng = np.random.default_rng([self.options.seed, index, epoch])
-            record = self._epoch(fitted, phase, epoch, train(rng), val())
+            record = self._epoch(fitted, phase, epoch, (train(rng), examples), val())
             with self.critical():
                 self._record(record, fitted)
         self.keep_best()
@@ -375,16 +375,17 @@ class Trainer:
 
     def _data(
         self, phase: Phase
-    ) -> tuple[Callable[[np.random.Generator], Batches], Callable[[], Batches]]:
-        """(an epoch's training batches for a generator, the validation batches), each made
-        afresh for every epoch."""
+    ) -> tuple[Callable[[np.random.Generator], Batches], Callable[[], Batches], int]:
+        """(an epoch's training batches for a generator, the validation batches, each made
+        afresh for every epoch; the training examples in an epoch)."""
         size = self.options.batch_size
         if self._on_features(phase):
             train, val = self._features()
-            return lambda rng: train.batches(size, rng), lambda: val.batches(size)
+            return lambda rng: train.batches(size, rng), lambda: val.batches(size), train.epoch_size
         return (
             lambda rng: self._images(self.dataset.train, rng),
             lambda: self._images(self.dataset.val, None),
+            len(self.dataset.train),
         )
 
     def _features(self) -> tuple[Features, Features]:
@@ -446,13 +447,15 @@ class Trainer:
                 self.listener.skipped(sample.path, why)
 
     def _epoch(
-        self, fitted: Any, phase: Phase, epoch: int, train: Batches, val_batches: Batches
+        self, fitted: Any, phase: Phase, epoch: int, train: tuple[Batches, int], val: Batches
     ) -> Epoch:
-        """One pass over the training batches, then the validation batches."""
+        """One pass over the training batches (and their number of examples), then the
+        validation batches."""
         started = time.perf_counter()
-        with self.listener.epoch(phase, epoch, len(self.dataset.train)) as batch_done:
+        batches, examples = train
+        with self.listener.epoch(phase, epoch, examples) as batch_done:
             mean = Mean()
-            for x, y in train:
+            for x, y in batches:
                 mean.add(fitted.train_on_batch(x, y, return_dict=True), len(y))
                 batch_done(mean.count, mean.loss, mean.accuracy)
             if not mean.count:
@@ -460,9 +463,11 @@ class Trainer:
                     f"{printable(str(self.dataset.root))}: none of the training images could "
                     "be read; check the files named above"
                 )
-            val = evaluate(fitted, val_batches)
+            measured = evaluate(fitted, val)
         seconds = time.perf_counter() - started
-        return Epoch(phase.name, epoch, mean.loss, mean.accuracy, val.loss, val.accuracy, seconds)
+        return Epoch(
+            phase.name, epoch, mean.loss, mean.accuracy, measured.loss, measured.accuracy, seconds
+        )
 
     def _record(self, record: Epoch, fitted: Any) -> None:
         """Book an epoch: history, the best epoch and its weights, the state to resume at."""

@@ -317,7 +317,7 @@ def train(
     ] = 0,
     patience: Annotated[
         int, typer.Option(metavar="N", min=1, help="Stop after N epochs without a lower val loss.")
-    ] = 5,
+    ] = 10,
     learning_rate: Annotated[
         float | None,
         typer.Option(
