@@ -64,7 +64,7 @@ def test_a_concept_has_one_option_name(concept, spelling):
 
 def test_every_command_that_models_takes_the_architecture_as_arch():
     takes = {path for path, spellings in options() if "--arch" in spellings}
-    assert takes == {"classify", "compare", "explain", "summary", "bench", "cache clear"}
+    assert takes == {"classify", "compare", "explain", "summary", "bench", "cache clear", "train"}
 
 
 @pytest.mark.parametrize(
