@@ -185,13 +185,15 @@ def several(
             raise UsageError("--weights goes with --arch: a trained model has its own weights")
         archs = () if models else default
     records = [registry.get(name) for name in archs]
-    return [*_paired(records, weights), *(named(model=m) for m in models)]
+    pairs = paired(records, weights)
+    return [*(RegistryNetwork(r, w) for r, w in pairs), *(named(model=m) for m in models)]
 
 
-def _paired(
+def paired(
     records: Sequence[registry.Arch], weights: WeightsLike | Sequence[WeightsLike] | None
-) -> list[Network]:
-    """Each record with its weights: one source for all, or one per record."""
+) -> list[tuple[registry.Arch, Weights]]:
+    """Each record with its weights: one source for all, or one per record (`compare`, `bench`
+    and `train` take `--weights` alike)."""
     if not records:
         return []
     single = weights is None or isinstance(weights, str | os.PathLike | Weights)
@@ -201,8 +203,7 @@ def _paired(
             f"--weights gives {len(sources)} sources for {len(records)} archs: "
             "give one for all or one per arch"
         )
-    paired = zip(records, sources * len(records) if len(sources) == 1 else sources, strict=True)
-    return [RegistryNetwork(record, source) for record, source in paired]
+    return list(zip(records, sources * len(records) if len(sources) == 1 else sources, strict=True))
 
 
 def parse_weights(weights: WeightsLike | None) -> Weights:

@@ -88,7 +88,8 @@ def decoded(
 ) -> Iterator[list[Item]]:
     """Each entry's pixels as a model of input `size` takes them (`images.load_array`, the one
     path to a model's pixels), a batch at a time, in input order, memory bounded whatever the
-    count.
+    count: the one decoding loop of every command that runs a model over many files (`scored`,
+    training's features).
 
     A thread pool decodes the next `LOOKAHEAD` batches while the caller uses the current one
     (Pillow and the engines release the GIL), so decoding hides behind inference; `entries` is

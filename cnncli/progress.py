@@ -79,9 +79,9 @@ class Meter:
 
 
 @contextmanager
-def progress(env: Environment, description: str) -> Iterator[Meter]:
+def progress(env: Environment, description: str, total: int | None = None) -> Iterator[Meter]:
     """A meter of images: description, bar, done/total, images/s and ETA on stderr when it is a
-    terminal; off a terminal, a meter that only prints lines."""
+    terminal; off a terminal, a meter that only prints lines. `total`, when known already."""
     console = env.err_console()
     if not env.stderr_isatty:
         yield Meter(console)
@@ -97,4 +97,34 @@ def progress(env: Environment, description: str) -> Iterator[Meter]:
         transient=True,
     )
     with bar:
-        yield Meter(console, bar, bar.add_task(description, total=None))
+        yield Meter(console, bar, bar.add_task(description, total=total))
+
+
+#: Told after each training batch: images so far in the epoch, running loss and accuracy.
+EpochUpdate = Callable[[int, float, float], None]
+
+
+@contextmanager
+def epoch_bar(env: Environment, description: str, total: int) -> Iterator[EpochUpdate]:
+    """A training epoch on a terminal: description, bar, images done/total, the running loss
+    and accuracy, images/s and ETA; gone when the epoch ends (its line replaces it). Off a
+    terminal, nothing: the epoch's line is all a log needs."""
+    if not env.stderr_isatty:
+        yield lambda done, loss, accuracy: None
+        return
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=None),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}  accuracy {task.fields[accuracy]:.1%}"),
+        RateColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=env.err_console(),
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task(description, total=total, loss=float("nan"), accuracy=float("nan"))
+        yield lambda done, loss, accuracy: bar.update(
+            task, completed=done, loss=loss, accuracy=accuracy
+        )

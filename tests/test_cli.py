@@ -73,6 +73,7 @@ def test_every_command_that_models_takes_the_architecture_as_arch():
         "bench",
         "evaluate",
         "cache clear",
+        "train",
     }
 
 

@@ -14,7 +14,7 @@ import typer
 from typer.core import _click as click
 
 from cnncli import registry
-from cnncli.choices import Engine, Format
+from cnncli.choices import Engine, Format, Resize
 from cnncli.cli.app import CnnGroup, app, environment, guarded
 from cnncli.cli.options import (
     ArchArgument,
@@ -372,3 +372,91 @@ def _arch_named(name: str | None, arch: str | None) -> str | None:
     if name and arch and registry.get(name) != registry.get(arch):
         raise UsageError(f"ARCH '{name}' and --arch '{arch}' differ: give one architecture")
     return name or arch
+
+
+@app.command()
+@guarded
+def train(
+    ctx: typer.Context,
+    data: Annotated[
+        Path,
+        typer.Argument(
+            metavar="DATA", help="A folder with a subfolder of images per class (or train/, val/)."
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="DIR",
+            help="Folder for the trained model (several architectures: DIR/ARCH each).",
+        ),
+    ],
+    archs: ArchsOption = "mobilenet_v2",
+    weights: WeightsListOption = "imagenet",
+    epochs: Annotated[
+        int, typer.Option(metavar="N", min=1, help="Most epochs of the head (early stopping).")
+    ] = 100,
+    fine_tune: Annotated[
+        int, typer.Option(metavar="N", min=0, help="Epochs fine-tuning the top of the base.")
+    ] = 0,
+    patience: Annotated[
+        int, typer.Option(metavar="N", min=1, help="Stop after N epochs without a lower val loss.")
+    ] = 10,
+    learning_rate: Annotated[
+        float | None,
+        typer.Option(
+            metavar="RATE", min=0.0, help="Head's learning rate (default 1e-2; scratch 1e-3)."
+        ),
+    ] = None,
+    augment: Annotated[
+        bool, typer.Option(help="Small random rotations, zooms and shifts of training images.")
+    ] = True,
+    flip: Annotated[
+        bool,
+        typer.Option(
+            "--flip", help="Add mirror images to the augmentation (photos; not text or digits)."
+        ),
+    ] = False,
+    val_split: Annotated[
+        float, typer.Option(metavar="F", help="Share of each class held out without a val/ folder.")
+    ] = 0.2,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the split and of training.")] = 0,
+    resize: ResizeOption = None,
+    batch_size: BatchSizeOption = 32,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Write into an existing --output that is not this run's."),
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Go on with the interrupted run in --output.")
+    ] = False,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Teach architectures your own classes; a leaderboard and a model folder each."""
+    from cnncli import leaderboard, networks, train_run, training
+
+    env = environment(ctx)
+    options = training.Options(
+        epochs=epochs,
+        fine_tune=fine_tune,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        augment=augment,
+        flip=flip,
+        patience=patience,
+        resize=resize or Resize.crop,
+        seed=seed,
+    )
+    records = [registry.get(name) for name in comma_list(archs, "--arch")]
+    models = tuple(networks.paired(records, comma_list(weights, "--weights")))
+    request = train_run.Request(data, models, output, options, val_split, force, resume)
+    outcomes = train_run.run(env, request)
+    emit(
+        env,
+        fmt,
+        leaderboard.document(data, outcomes),
+        lambda: leaderboard.render(outcomes),
+        lambda: leaderboard.rows(outcomes),
+    )
