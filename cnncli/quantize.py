@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -134,7 +135,9 @@ def convert_int8(model: Any, calibration: np.ndarray, path: Path) -> None:
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     configure_int8(converter, calibration)
-    with native_output_silenced():
+    with native_output_silenced(), warnings.catch_warnings():
+        # "Statistics for quantized inputs were expected": the input is float by design
+        warnings.simplefilter("ignore")
         flatbuffer = converter.convert()
     path.write_bytes(flatbuffer)
 
