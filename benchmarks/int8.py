@@ -47,6 +47,8 @@ PHOTOS = SHARED / "photos"
 SAMPLES = ROOT / "sample_images"
 REAL_WEIGHTS = SHARED / "models" / "mobilenet_v1_0.25_224_imagenet.weights.h5"
 REAL = "mobilenet_0.25"
+#: The large model on which the cost of more calibration samples is measured.
+COST_ARCH = "resnet50"
 
 #: One architecture per family; ResNet-18 besides (cnncli's own basic-block ResNet).
 FAMILIES = ("vgg16", "resnet18", "resnet50", "resnet50_v2", "inception_v3", "xception",
@@ -86,9 +88,27 @@ def model_for(name: str) -> tuple[Any, str]:
     """The Keras model and which weights it has: the real ones for MobileNet-0.25, else seeded."""
     if name == REAL:
         return build(registry.get(name), Weights("file", REAL_WEIGHTS)), "real ImageNet"
+    return seeded(name), "seeded"
+
+
+def seeded(name: str) -> Any:
+    """tests/conftest.py's seeded model, its classifier's bias then set so that every class has
+    the same mean score over the sample images' calibration views.
+
+    Without that, a random network can give one class to every photo (its largest bias wins
+    over what the photo changes), and agreement between int8 and float32 then means nothing."""
     from tests.conftest import seeded_model
 
-    return seeded_model(name, seed=0), "seeded"
+    model = seeded_model(name, seed=0)
+    arch = registry.get(name)
+    views = quantize.calibration_set(sample_paths(), arch, quantize.Recipe()).samples
+    scores = np.concatenate(
+        [model(views[i : i + BATCH], training=False) for i in range(0, len(views), BATCH)]
+    )
+    log_scores = np.log(np.clip(scores.astype(np.float64), 1e-300, 1))  # logits + one per photo
+    bias = next(layer for layer in reversed(model.layers) if layer.weights).weights[1]
+    bias.assign(bias.numpy() - (log_scores.mean(axis=0) - log_scores.mean()))
+    return model
 
 
 def pixels(arch: registry.Arch, paths: Sequence[Path]) -> np.ndarray:
@@ -105,10 +125,10 @@ def evaluation_views(arch: registry.Arch) -> np.ndarray:
     return quantize.calibration_set(paths, arch, recipe).samples
 
 
-def timed(step: Callable[[], object]) -> float:
-    start = time.perf_counter()
+def timed(step: Callable[[], object], clock: Callable[[], float] = time.perf_counter) -> float:
+    start = clock()
     step()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def measure(name: str, recipe: quantize.Recipe, folder: Path) -> dict[str, Any]:
@@ -125,9 +145,8 @@ def measure(name: str, recipe: quantize.Recipe, folder: Path) -> dict[str, Any]:
         row["error"] = conversion_error(exc)
         return row
     row["fp32_mb"], row["int8_mb"] = fp32.stat().st_size / 2**20, int8.stat().st_size / 2**20
-    runners = litert.Runner(fp32, THREADS), litert.Runner(int8, THREADS)
-    row.update(compare(runners, arch))
-    row.update(throughput(runners, pixels(arch, photo_paths() + sample_paths())[:BATCH]))
+    row.update(compare((litert.Runner(fp32, THREADS), litert.Runner(int8, THREADS)), arch))
+    row.update(speed((fp32, int8), pixels(arch, photo_paths() + sample_paths())[:BATCH]))
     return row
 
 
@@ -186,17 +205,32 @@ def hits(scores: np.ndarray, labels: Sequence[Sequence[int]]) -> dict[str, int]:
     }
 
 
-def throughput(runners: Sequence[litert.Runner], batch: np.ndarray) -> dict[str, float]:
-    """Images/s of each runner at batch 16: one warm-up each, then `REPEATS` rounds that time
-    both in turn, so that another process's load falls on both alike; medians."""
-    times: list[list[float]] = [[], []]
+def speed(paths: Sequence[Path], batch: np.ndarray) -> dict[str, float]:
+    """Images/s of both models at batch 16 on 2 threads (wall time), and the CPU time each
+    spends per image on 1 thread: the figure other processes on the same cores disturb least
+    (a busy machine slows the wall clock of both, and not always alike)."""
+    wall = seconds_per_batch([litert.Runner(p, THREADS) for p in paths], batch, time.perf_counter)
+    cpu = seconds_per_batch([litert.Runner(p, 1) for p in paths], batch, time.process_time)
+    return {
+        "fp32_ips": len(batch) / wall[0],
+        "int8_ips": len(batch) / wall[1],
+        "fp32_cpu_ms": cpu[0] * 1000 / len(batch),
+        "int8_cpu_ms": cpu[1] * 1000 / len(batch),
+    }
+
+
+def seconds_per_batch(
+    runners: Sequence[litert.Runner], batch: np.ndarray, clock: Callable[[], float]
+) -> list[float]:
+    """Median `clock` seconds of each runner on `batch`: one warm-up each, then `REPEATS`
+    rounds that time the runners in turn, so that a change in load falls on all alike."""
+    times: list[list[float]] = [[] for _ in runners]
     for runner in runners:
         runner(batch)
     for _ in range(REPEATS):
         for seconds, runner in zip(times, runners, strict=True):
-            seconds.append(timed(lambda r=runner: r(batch)))
-    fp32, int8 = (len(batch) / statistics.median(s) for s in times)
-    return {"fp32_ips": fp32, "int8_ips": int8}
+            seconds.append(timed(lambda r=runner: r(batch), clock))
+    return [statistics.median(s) for s in times]
 
 
 # ---- the calibration study (in a child process) --------------------------------------------------
@@ -241,6 +275,29 @@ def calibration_study(folder: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def sample_count_study(folder: Path) -> list[dict[str, Any]]:
+    """What N costs and buys on a large model: the seeded ResNet50 calibrated on the sample
+    images with N = 4 (no augmentation), 16 and 64; conversion CPU seconds and fidelity."""
+    arch = registry.get(COST_ARCH)
+    model = seeded(COST_ARCH)
+    fp32 = folder / "fp32.tflite"
+    litert.convert(model, fp32)
+    rows = []
+    for recipe in (
+        quantize.Recipe(augment=False),
+        quantize.Recipe(samples=16),
+        quantize.Recipe(samples=64),
+    ):
+        int8 = folder / f"int8-{recipe.samples}-{recipe.augment}.tflite"
+        calibration = quantize.calibration_set(sample_paths(), arch, recipe).samples
+        cpu = timed(
+            lambda c=calibration, i=int8: quantize.convert_int8(model, c, i), time.process_time
+        )
+        runners = litert.Runner(fp32, THREADS), litert.Runner(int8, THREADS)
+        rows.append({"samples": len(calibration), "cpu_s": cpu, **compare(runners, arch)})
+    return rows
+
+
 # ---- the parent: one child per measurement, then the Markdown ---------------------------------
 
 
@@ -265,7 +322,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--skip-calibration", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "INT8.md")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # child: one architecture
-    parser.add_argument("--study", action="store_true", help=argparse.SUPPRESS)  # child
+    parser.add_argument("--study", choices=["sets", "samples"], help=argparse.SUPPRESS)  # child
     parser.add_argument("--answer", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -274,8 +331,10 @@ def answer_as_child(args: argparse.Namespace) -> None:
     """In a child: do the one measurement asked for and write its JSON."""
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     with tempfile.TemporaryDirectory(prefix="cnncli-int8-") as folder:
-        if args.study:
+        if args.study == "sets":
             result: Any = calibration_study(Path(folder))
+        elif args.study == "samples":
+            result = sample_count_study(Path(folder))
         else:
             result = measure(args.measure, quantize.Recipe(), Path(folder))
     args.answer.write_text(json.dumps(result), encoding="utf-8")
@@ -291,11 +350,13 @@ def main() -> None:
     for name in args.archs.split(","):
         print(f"measuring {name} ...", file=sys.stderr, flush=True)
         rows.append({"arch": name, **child(["--measure", name], timeout=3600)})
-    study = None
+        print(int8_report.family_row(rows[-1]), file=sys.stderr, flush=True)
+    studies = {}
     if not args.skip_calibration:
-        print("calibration study ...", file=sys.stderr, flush=True)
-        study = child(["--study"], timeout=3600)
-    text = int8_report.markdown(rows, study, machine(), time.perf_counter() - started)
+        for study in ("sets", "samples"):
+            print(f"calibration study: {study} ...", file=sys.stderr, flush=True)
+            studies[study] = child(["--study", study], timeout=3600)
+    text = int8_report.markdown(rows, studies, machine(), time.perf_counter() - started)
     args.out.write_text(text, encoding="utf-8")
     print(text)
 
