@@ -41,6 +41,7 @@ from cnncli.errors import first_line  # noqa: E402
 from cnncli.images import Resize, load_array  # noqa: E402
 from cnncli.loader import Weights, build  # noqa: E402
 from cnncli.preprocess import preprocess  # noqa: E402
+from cnncli.tf_runtime import import_keras  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 PHOTOS = SHARED / "photos"
@@ -66,6 +67,9 @@ REPEATS = 5
 #: than 17 photos allow; drawn with another seed than any calibration set.
 VIEWS = 8
 VIEW_SEED = 1234
+#: Standard deviation of a seeded model's logits over the classes for one photo (as in
+#: tests/conftest.py `seeded_model`): top-1 probabilities of about 0.05-0.5, as trained models give.
+SPREAD = 2.0
 
 
 def expected() -> dict[str, list[int]]:
@@ -92,22 +96,26 @@ def model_for(name: str) -> tuple[Any, str]:
 
 
 def seeded(name: str) -> Any:
-    """tests/conftest.py's seeded model, its classifier's bias then set so that every class has
-    the same mean score over the sample images' calibration views.
+    """tests/conftest.py's seeded model, its classifier then set so that every class has the same
+    mean logit over the sample images' calibration views, and the logits of one photo spread
+    with a standard deviation of `SPREAD` about their mean.
 
-    Without that, a random network can give one class to every photo (its largest bias wins
-    over what the photo changes), and agreement between int8 and float32 then means nothing."""
+    Without the first, a random network can give one class to every photo (its largest mean
+    wins over what the photo changes), and agreement between int8 and float32 means nothing;
+    without the second, removing those means leaves scores almost flat."""
     from tests.conftest import seeded_model
 
     model = seeded_model(name, seed=0)
-    arch = registry.get(name)
-    views = quantize.calibration_set(sample_paths(), arch, quantize.Recipe()).samples
-    scores = np.concatenate(
-        [model(views[i : i + BATCH], training=False) for i in range(0, len(views), BATCH)]
-    )
-    log_scores = np.log(np.clip(scores.astype(np.float64), 1e-300, 1))  # logits + one per photo
-    bias = next(layer for layer in reversed(model.layers) if layer.weights).weights[1]
-    bias.assign(bias.numpy() - (log_scores.mean(axis=0) - log_scores.mean()))
+    views = quantize.calibration_set(sample_paths(), registry.get(name), quantize.Recipe()).samples
+    classifier = next(layer for layer in reversed(model.layers) if layer.weights)
+    kernel, bias = classifier.weights[:2]
+    features = import_keras().Model(model.inputs, classifier.input)
+    inputs = np.concatenate([features(views[i : i + BATCH]) for i in range(0, len(views), BATCH)])
+    logits = inputs.reshape(len(inputs), -1) @ kernel.numpy().reshape(-1, kernel.shape[-1])
+    means = logits.mean(axis=0) + bias.numpy()
+    scale = SPREAD / (logits + bias.numpy() - means).std(axis=1).mean()
+    kernel.assign(kernel.numpy() * scale)
+    bias.assign((bias.numpy() - means) * scale)
     return model
 
 
