@@ -86,13 +86,15 @@ def _views(path: str | Path, size: int) -> tuple[np.ndarray, np.ndarray]:
     return load_array(path, size, Resize.crop), load_array(path, round(size * ZOOM), Resize.crop)
 
 
-def _sample(views: tuple[np.ndarray, np.ndarray], round_: int, rng: np.random.Generator) -> Any:
-    """Sample number `round_` of one photo: the evaluation view itself, then its mirror image,
-    then random crops of the zoomed view, each mirrored or not at random."""
+def _sample(
+    views: tuple[np.ndarray, np.ndarray], turn: int, rng: np.random.Generator
+) -> np.ndarray:
+    """One photo's sample on its `turn`-th use: the evaluation view itself, then its mirror
+    image, then random crops of the zoomed view, each mirrored or not at random."""
     centre, zoomed = views
-    if round_ == 0:
+    if turn == 0:
         return centre
-    if round_ == 1:
+    if turn == 1:
         return centre[:, ::-1]
     size = centre.shape[0]
     top, left = rng.integers(0, zoomed.shape[0] - size + 1, size=2)
