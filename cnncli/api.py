@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
 from cnncli import registry
-from cnncli.choices import Engine, Resize
+from cnncli.choices import Engine, Precision, Resize
 from cnncli.env import Environment
 from cnncli.loader import Weights
 
@@ -82,14 +82,20 @@ def load(
     weights: WeightsLike = "imagenet",
     engine: Engine | str = Engine.auto,
     env: Environment | None = None,
+    precision: Precision | str = Precision.fp32,
+    calibrate: str | os.PathLike | None = None,
 ) -> Model:
-    """The classifier `cnn classify -a ARCH -w WEIGHTS -e ENGINE` runs."""
+    """The classifier `cnn classify -a ARCH -w WEIGHTS -e ENGINE --precision P --calibrate C`
+    runs (`calibrate`: a folder or glob of photos for int8; default, the sample images)."""
     from cnncli.engines import open_classifier, warn_if_random
 
     env = env or Environment()
     record, source = registry.get(arch), _weights(weights)
     warn_if_random(env, [(record, source)])
-    return Model(open_classifier(record, source, Engine(engine), env), env)
+    classifier = open_classifier(
+        record, source, Engine(engine), env, Precision(precision), _path(calibrate)
+    )
+    return Model(classifier, env)
 
 
 def compare(
@@ -100,18 +106,21 @@ def compare(
     top: int = 5,
     resize: Resize | str = Resize.crop,
     env: Environment | None = None,
+    precision: Precision | str = Precision.fp32,
+    calibrate: str | os.PathLike | None = None,
 ) -> Comparison:
     """`cnn compare`: each architecture on the same photo, at its own input size and
     preprocessing; `weights` is one source for all or one per architecture."""
     from cnncli import comparison
-    from cnncli.engines import open_classifier, warn_if_random
+    from cnncli.engines import check_precision, open_classifier, warn_if_random
 
     env = env or Environment()
     pairs = _paired([registry.get(name) for name in archs], weights)
+    choice, arithmetic, photos = Engine(engine), Precision(precision), _path(calibrate)
+    check_precision(choice, arithmetic, photos)
     warn_if_random(env, pairs)
-    choice = Engine(engine)
     models = [
-        (arch, functools.partial(open_classifier, arch, source, choice, env))
+        (arch, functools.partial(open_classifier, arch, source, choice, env, arithmetic, photos))
         for arch, source in pairs
     ]
     return comparison.compare(str(image), models, top, Resize(resize))
@@ -178,6 +187,10 @@ def summary(arch: str, env: Environment | None = None) -> Anatomy:
 def models() -> list[registry.Arch]:
     """`cnn models`: every registry record."""
     return list(registry.ARCHS.values())
+
+
+def _path(path: str | os.PathLike | None) -> str | None:
+    return None if path is None else os.fspath(path)
 
 
 def _weights(weights: WeightsLike) -> Weights:

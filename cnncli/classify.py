@@ -41,6 +41,7 @@ def document(classifier: Classifier, weights: Weights, results: Sequence[ImageRe
         "arch": classifier.arch.name,
         "weights": str(weights),
         "engine": classifier.engine,
+        "precision": classifier.precision,
         "results": [r.as_dict() for r in results],
     }
 

@@ -38,6 +38,7 @@ class ModelRun:
     arch: str
     weights: str
     engine: str
+    precision: str
     predictions: tuple[Prediction, ...]
     params: int
     ms: float
@@ -48,6 +49,7 @@ class ModelRun:
             "arch": self.arch,
             "weights": self.weights,
             "engine": self.engine,
+            "precision": self.precision,
             "predictions": [p.as_dict() for p in self.predictions],
             "params": self.params,
             "ms": round(self.ms, 2),
@@ -99,6 +101,7 @@ def _run(classifier: Classifier, pixels: np.ndarray, top: int) -> ModelRun:
         arch.name,
         str(classifier.weights),
         classifier.engine,
+        classifier.precision,
         predictions,
         arch.params,
         seconds * 1000,
@@ -132,7 +135,7 @@ def render(comparison: Comparison) -> list[RenderableType]:
         table.add_row(str(rank + 1), *cells)
     table.add_section()
     table.add_row("params", *(human(r.params) for r in comparison.runs))
-    table.add_row("ms", *(f"{r.ms:.1f} ({r.engine})" for r in comparison.runs))
+    table.add_row("ms", *(f"{r.ms:.1f} ({r.engine} {r.precision})" for r in comparison.runs))
     agrees = ("yes" if r.agrees_with_majority else "no" for r in comparison.runs)
     table.add_row("agrees with majority", *agrees)
     verdict = comparison.majority.label if comparison.majority else "none (no top-1 shared by most)"
@@ -148,6 +151,7 @@ CSV_HEADER = (
     "arch",
     "weights",
     "engine",
+    "precision",
     "rank",
     "index",
     "wnid",
@@ -166,6 +170,7 @@ def rows(comparison: Comparison) -> CsvRows:
             r.arch,
             r.weights,
             r.engine,
+            r.precision,
             p.rank,
             p.index,
             p.wnid,

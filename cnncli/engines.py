@@ -5,11 +5,13 @@ softmax scores out), so preprocessing and decoding derive from the record and ar
 by callers. `keras` is the reference: always there, needed for summaries and Grad-CAM. `litert`
 runs a LiteRT conversion of the same model from the compiled-model cache, without importing
 TensorFlow once the entry exists. `auto` takes `litert` when its runtime is installed and the
-model converts, and says when it falls back.
+model converts, and says when it falls back. `--precision int8` runs only on `litert`: an int8
+model is a quantized LiteRT flatbuffer (`quantize`), which Keras, running float graphs, cannot run.
 """
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -18,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from cnncli import litert, loader
+from cnncli import litert, loader, quantize, registry
 from cnncli.cache import CacheUnwritable, ModelCache
-from cnncli.choices import Engine
+from cnncli.choices import Engine, Precision
 from cnncli.env import Environment
-from cnncli.errors import CnnError, first_line
+from cnncli.errors import CnnError, UsageError, first_line
 from cnncli.preprocess import preprocess
 from cnncli.progress import status
 from cnncli.registry import Arch
@@ -35,13 +37,17 @@ class Classifier:
     """A registry record with its weights, and its forward pass (preprocessed batch -> softmax
     scores).
 
-    Which engine runs the pass (`engines.open_classifier` chooses) is recorded for the output.
+    Which engine runs the pass (`engines.open_classifier` chooses) and in which precision are
+    recorded for the output, and the compiled model's size for `cnn bench`.
     """
 
     arch: Arch
     weights: loader.Weights
     forward: Forward
     engine: str
+    precision: str = Precision.fp32.value
+    #: Bytes of the compiled model file; None on Keras, which runs the weights it loaded.
+    model_bytes: int | None = None
 
     def scores(self, pixels: np.ndarray) -> np.ndarray:
         """Softmax scores (n, 1000) for RGB pixels (n, size, size, 3) in 0-255."""
@@ -63,9 +69,18 @@ class ConversionError(CnnError):
 
 
 def open_classifier(
-    arch: Arch, weights: loader.Weights, choice: Engine, env: Environment
+    arch: Arch,
+    weights: loader.Weights,
+    choice: Engine,
+    env: Environment,
+    precision: Precision = Precision.fp32,
+    calibrate: str | None = None,
 ) -> Classifier:
-    """A classifier for `arch` with `weights` on the engine `choice` resolves to."""
+    """A classifier for `arch` with `weights` on the engine `choice` resolves to, in `precision`
+    (int8: calibrated on the photos `calibrate` names, else on the sample images)."""
+    check_precision(choice, precision, calibrate)
+    if precision is Precision.int8:
+        return _int8(arch, weights, env, quantize.CalibrationSource.parse(calibrate))
     if choice is Engine.keras or (choice is Engine.auto and not litert.available()):
         return _keras(arch, weights, env)
     if not litert.available():
@@ -79,6 +94,35 @@ def open_classifier(
             raise
         env.warn(f"{exc}; running it on Keras instead")
         return _keras(arch, weights, env)
+
+
+def check_precision(choice: Engine, precision: Precision, calibrate: str | None) -> None:
+    """Refuse the combinations that cannot run, before anything is loaded or written."""
+    if precision is Precision.int8 and choice is Engine.keras:
+        raise UsageError(
+            "--precision int8 runs on the LiteRT engine: Keras runs float graphs, and an int8 "
+            "model is a quantized LiteRT model (use --engine auto or litert)"
+        )
+    if precision is Precision.fp32 and calibrate is not None:
+        raise UsageError("--calibrate calibrates int8 models: add --precision int8")
+
+
+def _int8(
+    arch: Arch, weights: loader.Weights, env: Environment, source: quantize.CalibrationSource
+) -> Classifier:
+    """The int8 model on LiteRT, with one warning line where int8 was measured to stray from
+    float32. A model that does not quantize is an error, never a silent float32 run."""
+    if not litert.available():
+        raise CnnError("--precision int8 needs the LiteRT runtime: pip install ai-edge-litert")
+    fidelity = registry.int8_fidelity(arch)
+    if fidelity.warn:
+        env.warn(
+            f"{arch.name} in int8: top-1 matched float32 on {fidelity.share:.0%} of the views "
+            f"measured on {fidelity.measured_on} ({fidelity.weights} weights, benchmarks/INT8.md)"
+        )
+    if weights.source == "none":  # random weights are never cached
+        return _uncached(arch, weights, keras_model(arch, weights, env), env, source)
+    return _litert(arch, weights, Engine.litert, env, source)
 
 
 def warn_if_random(env: Environment, models: Iterable[tuple[Arch, loader.Weights]]) -> None:
@@ -99,50 +143,87 @@ def _keras(arch: Arch, weights: loader.Weights, env: Environment) -> Classifier:
     return Classifier(arch, weights, keras_forward(keras_model(arch, weights, env)), "keras")
 
 
-def _litert(arch: Arch, weights: loader.Weights, choice: Engine, env: Environment) -> Classifier:
+def _litert(
+    arch: Arch,
+    weights: loader.Weights,
+    choice: Engine,
+    env: Environment,
+    int8: quantize.CalibrationSource | None = None,
+) -> Classifier:
     """From the cache when the entry exists, is intact and loads; converted (and stored)
-    otherwise. A cache that cannot be written is not a reason to fail: `auto` runs the model on
-    Keras, `litert` converts it for this run alone."""
+    otherwise; quantized to int8 when calibrated on `int8`. A cache that cannot be written is not
+    a reason to fail: `auto` runs the model on Keras, `litert` converts it for this run alone."""
     if weights.source == "none":  # random weights are never cached
-        return _uncached(arch, weights, keras_model(arch, weights, env), env)
+        return _uncached(arch, weights, keras_model(arch, weights, env), env, int8)
     cache = ModelCache(env.cache_dir)
-    key = cache.key(arch, weights, litert.NAME)
+    precision = Precision.fp32 if int8 is None else Precision.int8
+    key = cache.key(arch, weights, litert.NAME, precision.value, int8.fingerprint() if int8 else "")
     path = cache.lookup(key, litert.SUFFIX)
     if path is not None:
         try:
             cache.verify(path)
-            return Classifier(arch, weights, _runner(path, arch), litert.NAME)
+            return _compiled(arch, weights, path, precision)
         except (ValueError, RuntimeError) as exc:  # a `ChangedEntry`, or a file LiteRT refuses
             env.warn(f"cache entry {path.name} is unusable ({exc}); rebuilding it")
             cache.discard(path)
     model = keras_model(arch, weights, env)
     try:
         path = cache.store(
-            key, litert.SUFFIX, lambda tmp: _convert(arch, model, tmp, env, cached=True)
+            key, litert.SUFFIX, lambda tmp: _convert(arch, model, tmp, env, True, int8)
         )
     except CacheUnwritable as exc:
         if choice is Engine.auto:
             env.warn(f"{exc}; running {arch.name} on Keras")
             return Classifier(arch, weights, keras_forward(model), "keras")
         env.warn(f"{exc}; converting {arch.name} for this run only")
-        return _uncached(arch, weights, model, env)
-    return Classifier(arch, weights, _runner(path, arch), litert.NAME)
+        return _uncached(arch, weights, model, env, int8)
+    return _compiled(arch, weights, path, precision)
 
 
-def _uncached(arch: Arch, weights: loader.Weights, model: object, env: Environment) -> Classifier:
+def _uncached(
+    arch: Arch,
+    weights: loader.Weights,
+    model: object,
+    env: Environment,
+    int8: quantize.CalibrationSource | None,
+) -> Classifier:
     """Convert into a temporary folder; the runner keeps the flatbuffer mapped after it goes."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"model{litert.SUFFIX}"
-        _convert(arch, model, path, env, cached=False)
-        return Classifier(arch, weights, litert.Runner(path), litert.NAME)
+        _convert(arch, model, path, env, False, int8)
+        return _compiled(arch, weights, path, Precision.fp32 if int8 is None else Precision.int8)
 
 
-def _convert(arch: Arch, model: object, path: Path, env: Environment, cached: bool) -> None:
-    """Convert, saying so even off a terminal: it is the one step that takes tens of seconds."""
+def _compiled(arch: Arch, weights: loader.Weights, path: Path, precision: Precision) -> Classifier:
+    return Classifier(
+        arch, weights, _runner(path, arch), litert.NAME, precision.value, path.stat().st_size
+    )
+
+
+def _convert(
+    arch: Arch,
+    model: object,
+    path: Path,
+    env: Environment,
+    cached: bool,
+    int8: quantize.CalibrationSource | None,
+) -> None:
+    """Convert (quantize, with `int8`), saying so even off a terminal: it is the one step that
+    takes tens of seconds, and the calibration set decides the int8 model."""
     when = "once, then cached" if cached else "for this run only"
-    with status(env, f"converting {arch.name} for LiteRT ({when})", announce=True):
+    if int8 is None:
+        doing = f"converting {arch.name} for LiteRT ({when})"
+    else:
+        doing = (
+            f"quantizing {arch.name} to int8 for LiteRT, calibrated on {int8.describe()} ({when})"
+        )
+    with status(env, doing, announce=True):
+        if int8 is None:
+            write = functools.partial(litert.convert, model)
+        else:
+            write = functools.partial(quantize.convert_int8, model, int8.samples(arch, env.warn))
         try:
-            litert.convert(model, path)
+            write(path)
         except Exception as exc:
             reason = f"{arch.name} does not convert to LiteRT ({first_line(exc)})"
             raise ConversionError(reason) from exc

@@ -18,15 +18,16 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cnncli.errors import CnnError, InputError
+from cnncli.errors import CnnError, InputError, UsageError
 from cnncli.images import Resize, load_array, open_regular
+from cnncli.inputs import Inputs
 from cnncli.preprocess import preprocess
 from cnncli.quiet import native_output_silenced
 from cnncli.registry import Arch
@@ -51,6 +52,54 @@ class Recipe:
     samples: int = 64
     augment: bool = True
     seed: int = 0
+
+
+#: The default calibration photos: the sample images shipped beside the package. Augmented to
+#: `Recipe.samples`, they calibrated MobileNet-0.25 as well as its evaluation photos themselves
+#: did, where random noise failed (benchmarks/INT8.md, "Which calibration set").
+SAMPLE_IMAGES = Path(__file__).resolve().parent.parent / "sample_images"
+
+
+@dataclass(frozen=True)
+class CalibrationSource:
+    """The photos an int8 model is calibrated on (`--calibrate`), and how they are drawn."""
+
+    paths: tuple[str, ...]
+    #: What the conversion note calls the photos: "sample images", "photos in DIR".
+    name: str
+    recipe: Recipe = Recipe()
+
+    @classmethod
+    def parse(cls, spec: str | None) -> CalibrationSource:
+        """The photos `--calibrate DIR|GLOB` names (read as classify reads its arguments), or
+        the sample images when `spec` is None; a spec naming no photo is a usage error."""
+        where = spec if spec is not None else str(SAMPLE_IMAGES)
+        entries = list(Inputs((where,)).entries())
+        paths = tuple(entry.image for entry in entries if entry.error is None)
+        if paths:
+            return cls(paths, "sample images" if spec is None else f"photos in {spec}")
+        if spec is None:
+            raise CnnError(f"the sample images ({where}) are missing: give --calibrate DIR")
+        raise UsageError(f"--calibrate {spec}: {entries[0].error if entries else 'no photos'}")
+
+    def fingerprint(self) -> str:
+        return fingerprint(self.paths, self.recipe)
+
+    def describe(self) -> str:
+        """For the conversion note: which photos, and how many samples they make."""
+        used = min(len(self.paths), self.recipe.samples)
+        stretched = used < self.recipe.samples and self.recipe.augment
+        return f"{used} {self.name}" + (
+            f", augmented to {self.recipe.samples}" if stretched else ""
+        )
+
+    def samples(self, arch: Arch, warn: Callable[[str], None]) -> np.ndarray:
+        """The calibration samples for `arch`; each photo that cannot be read is told to `warn`
+        (the others calibrate the model all the same)."""
+        calibration = calibration_set(self.paths, arch, self.recipe)
+        for skipped in calibration.skipped:
+            warn(f"{skipped}; left out of the calibration set")
+        return calibration.samples
 
 
 @dataclass

@@ -11,17 +11,20 @@ from typing import Annotated
 import typer
 
 from cnncli import registry
-from cnncli.choices import Engine, Format, Resize
+from cnncli.choices import Engine, Format, Precision, Resize
 from cnncli.cli.app import CnnGroup, app, environment, guarded
 from cnncli.cli.options import (
     ArchArgument,
     ArchOption,
     ArchsOption,
     BatchSizeOption,
+    CalibrateOption,
     EngineOption,
     EnginesOption,
     FormatOption,
     MaybeArchOption,
+    PrecisionOption,
+    PrecisionsOption,
     ResizeOption,
     TopOption,
     WeightsListOption,
@@ -45,6 +48,8 @@ def classify(
     arch: ArchOption = "resnet50",
     weights: WeightsOption = "imagenet",
     engine: EngineOption = Engine.auto,
+    precision: PrecisionOption = Precision.fp32,
+    calibrate: CalibrateOption = None,
     top: TopOption = 5,
     resize: ResizeOption = Resize.crop,
     fmt: FormatOption = Format.table,
@@ -72,7 +77,7 @@ def classify(
 ) -> None:
     """Label photos with an ImageNet classifier; jsonl and csv stream as they go."""
     from cnncli import pipeline, results_file
-    from cnncli.engines import open_classifier, warn_if_random
+    from cnncli.engines import check_precision, open_classifier, warn_if_random
     from cnncli.inputs import Inputs
     from cnncli.loader import Weights
 
@@ -82,11 +87,14 @@ def classify(
         raise UsageError("name the images to classify (files, directories, globs, --files-from)")
     if resume and (output is None or fmt not in results_file.STREAMED):
         raise UsageError("--resume needs --output FILE and --format jsonl or csv")
+    check_precision(engine, precision, calibrate)
     warn_if_random(env, [(record, source)])
     inputs = Inputs(tuple(images or ()), recursive, files_from)
     inputs.check()
     job = pipeline.Job(inputs, source, top, resize, batch_size, fmt, output, resume, verbose)
-    tally = pipeline.run_job(env, job, lambda: open_classifier(record, source, engine, env))
+    tally = pipeline.run_job(
+        env, job, lambda: open_classifier(record, source, engine, env, precision, calibrate)
+    )
     if tally.interrupted:
         raise tally.interrupted
     if tally.failed:
@@ -101,6 +109,8 @@ def compare(
     archs: ArchsOption = COMPARED,
     weights: WeightsListOption = "imagenet",
     engine: EngineOption = Engine.auto,
+    precision: PrecisionOption = Precision.fp32,
+    calibrate: CalibrateOption = None,
     top: TopOption = 5,
     resize: ResizeOption = Resize.crop,
     fmt: FormatOption = Format.table,
@@ -117,7 +127,7 @@ def compare(
 
     env = environment(ctx)
     names, sources = comma_list(archs, "--arch"), comma_list(weights, "--weights")
-    result = api.compare(image, names, sources, engine, top, resize, env)
+    result = api.compare(image, names, sources, engine, top, resize, env, precision, calibrate)
     if montage is not None:
         overlays.save(api.montage(image, result, resize, env), montage)
     emit(
@@ -223,6 +233,8 @@ def bench(
     ctx: typer.Context,
     archs: ArchsOption = "resnet50,mobilenet_v2",
     engines: EnginesOption = "keras,litert",
+    precisions: PrecisionsOption = "fp32",
+    calibrate: CalibrateOption = None,
     weights: WeightsOption = "imagenet",
     batch_size: BatchSizeOption = 8,
     repeats: Annotated[int, typer.Option(metavar="N", min=1, help="Timed repeats per figure.")] = 5,
@@ -231,14 +243,16 @@ def bench(
     ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """Time cold-process latency, warm latency and throughput per arch and engine."""
+    """Time cold-process latency, warm latency and throughput per arch, engine and precision."""
     from cnncli import bench as lib
     from cnncli.loader import Weights
 
     env = environment(ctx)
     records = [registry.get(name) for name in comma_list(archs, "--arch")]
     chosen = [Engine.parse(name) for name in comma_list(engines, "--engine")]
-    results = lib.run(records, chosen, Weights.parse(weights), env, photo, batch_size, repeats)
+    arithmetic = [Precision.parse(name) for name in comma_list(precisions, "--precision")]
+    runs = lib.settings(chosen, arithmetic, calibrate)
+    results = lib.run(records, runs, Weights.parse(weights), env, photo, batch_size, repeats)
     emit(env, fmt, lib.document(results), lambda: lib.render(results), lambda: lib.rows(results))
 
 
