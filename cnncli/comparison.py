@@ -135,11 +135,16 @@ def render(comparison: Comparison) -> list[RenderableType]:
         table.add_row(str(rank + 1), *cells)
     table.add_section()
     table.add_row("params", *(human(r.params) for r in comparison.runs))
-    table.add_row("ms", *(f"{r.ms:.1f} ({r.engine} {r.precision})" for r in comparison.runs))
+    table.add_row("ms", *(f"{r.ms:.1f} ({_engine(r)})" for r in comparison.runs))
     agrees = ("yes" if r.agrees_with_majority else "no" for r in comparison.runs)
     table.add_row("agrees with majority", *agrees)
     verdict = comparison.majority.label if comparison.majority else "none (no top-1 shared by most)"
     return [table, Text(f"majority top-1: {verdict}")]
+
+
+def _engine(run: ModelRun) -> str:
+    """The engine, with the precision when it is not the default: `litert`, `litert int8`."""
+    return run.engine if run.precision == "fp32" else f"{run.engine} {run.precision}"
 
 
 def _cell(p: Prediction) -> str:
