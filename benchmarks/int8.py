@@ -52,13 +52,30 @@ REAL = "mobilenet_0.25"
 COST_ARCH = "resnet50"
 
 #: One architecture per family; ResNet-18 besides (cnncli's own basic-block ResNet).
-FAMILIES = ("vgg16", "resnet18", "resnet50", "resnet50_v2", "inception_v3", "xception",
-            "mobilenet", "mobilenet_v2", "mobilenet_v3_small", "densenet121", "nasnet_mobile",
-            "efficientnet_b0", "efficientnet_v2_b0", "convnext_tiny")  # fmt: skip
+FAMILIES = (
+    "vgg16",
+    "resnet18",
+    "resnet50",
+    "resnet50_v2",
+    "inception_v3",
+    "xception",
+    "mobilenet",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "densenet121",
+    "nasnet_mobile",
+    "efficientnet_b0",
+    "efficientnet_v2_b0",
+    "convnext_tiny",
+)
 
 #: The sample images' accepted labels (sample_images/LICENSES.md).
-SAMPLE_LABELS = {"cat.jpg": [281, 282, 285], "coffee.jpg": [967, 968, 504],
-                 "grace_hopper.jpg": [652], "rocket.jpg": [657, 744, 812]}  # fmt: skip
+SAMPLE_LABELS = {
+    "cat.jpg": [281, 282, 285],
+    "coffee.jpg": [967, 968, 504],
+    "grace_hopper.jpg": [652],
+    "rocket.jpg": [657, 744, 812],
+}
 
 BATCH = 16
 THREADS = 2
@@ -171,8 +188,10 @@ def compare(runners: Sequence[litert.Runner], arch: registry.Arch) -> dict[str, 
     samples = pixels(arch, sample_paths())
     p32, p8 = (np.concatenate([run(photos), run(samples)]) for run in (fp32, int8))
     views = evaluation_views(arch)
-    v32, v8 = (np.concatenate([run(views[i : i + BATCH]) for i in range(0, len(views), BATCH)])
-               for run in (fp32, int8))  # fmt: skip
+    v32, v8 = (
+        np.concatenate([run(views[i : i + BATCH]) for i in range(0, len(views), BATCH)])
+        for run in (fp32, int8)
+    )
     labels = list(expected().values())
     return {
         **fidelity(p32, p8),
@@ -257,15 +276,22 @@ def calibration_sets(arch: registry.Arch) -> list[tuple[str, np.ndarray]]:
     return [
         ("(i) 4 sample images, no augmentation (N=4)", from_photos(samples, Recipe(augment=False))),
         ("(i) 4 sample images, augmented, N=16", from_photos(samples, Recipe(samples=16))),
-        *((f"(i) 4 sample images, augmented, N=64, seed {seed}",
-           from_photos(samples, Recipe(samples=64, seed=seed))) for seed in (0, 1, 2)),
+        *(
+            (
+                f"(i) 4 sample images, augmented, N=64, seed {seed}",
+                from_photos(samples, Recipe(samples=64, seed=seed)),
+            )
+            for seed in (0, 1, 2)
+        ),
         ("(i) 4 sample images, augmented, N=256", from_photos(samples, Recipe(samples=256))),
         ("(ii) the 13 photos themselves (N=13)", from_photos(photos, Recipe(augment=False))),
         ("(ii) the 13 photos, augmented, N=64", from_photos(photos, Recipe(samples=64))),
         ("(ii)+(i) 17 photos, augmented, N=64", from_photos(photos + samples, Recipe(samples=64))),
-        ("(iii) uniform random noise, N=64",
-         preprocess(noise.astype(np.float32), arch.preprocessing)),
-    ]  # fmt: skip
+        (
+            "(iii) uniform random noise, N=64",
+            preprocess(noise.astype(np.float32), arch.preprocessing),
+        ),
+    ]
 
 
 def calibration_study(folder: Path) -> list[dict[str, Any]]:
