@@ -1,7 +1,8 @@
 """int8 models: full-integer post-training quantization for the LiteRT engine.
 
 On this project's 2-core CPU float32 ResNet50 runs at the machine's sgemm limit; the way past it
-is less arithmetic per image, which XNNPACK's integer kernels give (issue 12). Weights and
+is less arithmetic per image, which XNNPACK's integer kernels are meant to give (issue 12; a first
+check here found no gain yet: benchmarks/README.md, "int8 speed"). Weights and
 activations become int8; the model's input and output stay float32, so photos are preprocessed
 exactly as for the float model and scores come out as probabilities.
 
@@ -54,7 +55,8 @@ class Recipe:
     seed: int = 0
 
 
-#: The default calibration photos: the sample images shipped beside the package. Augmented to
+#: The default calibration photos: the repository's sample images, beside the package in a
+#: checkout or an editable install (a wheel has none: then `--calibrate` is needed). Augmented to
 #: `Recipe.samples`, they calibrated MobileNet-0.25 as well as its evaluation photos themselves
 #: did, where random noise failed (benchmarks/INT8.md, "Which calibration set").
 SAMPLE_IMAGES = Path(__file__).resolve().parent.parent / "sample_images"
