@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
 from cnncli import registry
-from cnncli.choices import Engine, Resize
+from cnncli.choices import Engine, Precision, Resize
 from cnncli.env import Environment
 
 if TYPE_CHECKING:  # `cnn --help` imports this module: no NumPy before a command runs
@@ -97,15 +97,19 @@ def load(
     env: Environment | None = None,
     *,
     model: BundleLike | None = None,
+    precision: Precision | str = Precision.fp32,
+    calibrate: str | os.PathLike | None = None,
 ) -> Model:
-    """The classifier `cnn classify -a ARCH -w WEIGHTS -e ENGINE` runs (resnet50 with ImageNet
-    weights by default), or `cnn classify --model BUNDLE`'s."""
+    """The classifier `cnn classify -a ARCH -w WEIGHTS -e ENGINE --precision P --calibrate C`
+    runs (resnet50 with ImageNet weights by default), or `cnn classify --model BUNDLE`'s
+    (`calibrate`: a folder or glob of photos for int8; default, the sample images)."""
     from cnncli.engines import open_classifier
     from cnncli.networks import named
 
     env = env or Environment()
     network = _warned(named(arch, weights, model), env)
-    return Model(open_classifier(network, Engine(engine), env), env)
+    arithmetic = Precision(precision)
+    return Model(open_classifier(network, Engine(engine), env, arithmetic, _path(calibrate)), env)
 
 
 def compare(
@@ -118,20 +122,28 @@ def compare(
     env: Environment | None = None,
     *,
     models: Sequence[BundleLike] = (),
+    precision: Precision | str = Precision.fp32,
+    calibrate: str | os.PathLike | None = None,
 ) -> Comparison:
     """`cnn compare`: each architecture (`registry.COMPARED` unless trained `models` are given)
     and each trained model on the same photo, at its own input size, preprocessing and resize
     policy; `weights` is one source for all architectures or one per architecture."""
     from cnncli import comparison
-    from cnncli.engines import open_classifier
+    from cnncli.engines import check_precision, open_classifier
     from cnncli.networks import resize_for, several, warn_if_random
 
     env = env or Environment()
+    choice, arithmetic, photos = Engine(engine), Precision(precision), _path(calibrate)
+    check_precision(choice, arithmetic, photos)
     networks = several(archs, weights, models)
     warn_if_random(env, networks)
-    choice, chosen = Engine(engine), _resize(resize)
+    chosen = _resize(resize)
     runs = [
-        (net, resize_for(net, chosen, env), functools.partial(open_classifier, net, choice, env))
+        (
+            net,
+            resize_for(net, chosen, env),
+            functools.partial(open_classifier, net, choice, env, arithmetic, photos),
+        )
         for net in networks
     ]
     return comparison.compare(str(image), runs, top)
@@ -233,6 +245,10 @@ def _warned(network: Network, env: Environment) -> Network:
 
     warn_if_random(env, [network])
     return network
+
+
+def _path(path: str | os.PathLike | None) -> str | None:
+    return None if path is None else os.fspath(path)
 
 
 def _resize(resize: Resize | str | None) -> Resize | None:

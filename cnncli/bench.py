@@ -1,5 +1,5 @@
-"""`cnn bench`: how long a person waits, per model (architecture or trained) and engine, on this
-machine.
+"""`cnn bench`: how long a person waits, per model (architecture or trained), engine and
+precision, on this machine.
 
 Three figures, each the median of repeats after a warm-up: the cold-process latency (spawning
 `cnn classify` on one photo until it exits: imports, loading, first pass, labels), the warm
@@ -8,6 +8,9 @@ per-image latency, and images/s at a batch size. The machine is part of the resu
 Cold processes measure what a user waits for on the second run: the compiled model already in
 the cache. `--weights none` is never cached, so the random weights are saved once to a file and
 measured like any weights file, their conversion kept in a cache of the benchmark's own.
+
+With `--precision fp32,int8` each engine that can run int8 (LiteRT) is timed in both, and the
+int8 rows say how often their top-1 matched float32's on the images timed, beside the speed.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cnncli.choices import Engine
-from cnncli.engines import Classifier, open_classifier
+from cnncli.choices import Engine, Precision
+from cnncli.engines import Classifier, check_precision, open_classifier
 from cnncli.env import Environment
 from cnncli.images import load_array
 from cnncli.loader import Weights
@@ -40,25 +43,58 @@ from cnncli.timing import warm_median
 
 @dataclass(frozen=True)
 class Measurement:
-    """One architecture on one engine."""
+    """One architecture on one engine in one precision."""
 
     arch: str
     engine: str
+    precision: str
     batch_size: int
     cold_process_s: float
     warm_ms_per_image: float
     images_per_s: float
+    #: The compiled model file's size; None on Keras.
+    model_bytes: int | None
+    #: int8 rows: the share of the timed images whose top-1 equals float32's on the same engine
+    #: (None without a float32 row to compare with, and on float32 rows).
+    top1_agreement: float | None = None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One way to run a model that bench times: an engine, in a precision."""
+
+    engine: Engine
+    precision: Precision
+    calibrate: str | None = None
+
+
+def settings(
+    engines: Sequence[Engine], precisions: Sequence[Precision], calibrate: str | None
+) -> list[Setting]:
+    """Every engine in every precision it can run (int8 is LiteRT's alone: Keras is left out of
+    int8, unless it is all that was asked for, which is refused as `classify` refuses it)."""
+    if Precision.int8 not in precisions:
+        check_precision(engines[0], Precision.fp32, calibrate)  # --calibrate without int8
+    chosen = [
+        Setting(engine, precision, calibrate if precision is Precision.int8 else None)
+        for engine in engines
+        for precision in precisions
+        if not (precision is Precision.int8 and engine is Engine.keras)
+    ]
+    if not chosen:  # int8 on Keras alone
+        check_precision(Engine.keras, Precision.int8, calibrate)
+    return chosen
 
 
 def run(
     networks: Sequence[Network],
-    engines: Sequence[Engine],
+    runs: Sequence[Setting],
     env: Environment,
     photo: Path | None = None,
     batch: int = 8,
     repeats: int = 5,
 ) -> list[Measurement]:
-    """Every figure for each model on each engine, timed on `photo` (else a generated 640x480
+    """Every figure for each model in each setting, timed on `photo` (else a generated 640x480
     JPEG). Cold processes share the cache the warm step filled, so they measure the warm-cache
     path. Off a terminal, a line says which step is running."""
     results = []
@@ -66,21 +102,49 @@ def run(
         image = photo or synthetic_photo(Path(folder) / "photo.jpg")
         for given in networks:
             network, run_env = timed_network(given, env, Path(folder))
-            child_env = {**os.environ, "CNN_CACHE_DIR": str(run_env.cache_dir)}
-            for engine in engines:
-                classifier = open_classifier(network, engine, run_env)
-                name = f"{network.record.name} on {classifier.engine}"
-                with status(env, f"timing {name}: warm latency and throughput", announce=True):
-                    warm, throughput = warm_figures(classifier, image, batch, repeats)
-                with status(env, f"timing {name}: {repeats + 1} cold processes", announce=True):
-                    command = cold_command(image, network, classifier.engine)
-                    cold = cold_process_seconds(command, repeats, child_env)
-                results.append(
-                    Measurement(
-                        network.record.name, classifier.engine, batch, cold, warm, throughput
-                    )
-                )
+            timing = Timing(image, batch, repeats, env, run_env)
+            results += with_agreement([timing.measure(network, s) for s in runs])
     return results
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What every measurement of a run shares: the photo, the batch, the repeats, where the
+    steps are announced (`env`) and the environment the models load in (`run_env`)."""
+
+    image: Path
+    batch: int
+    repeats: int
+    env: Environment
+    run_env: Environment
+
+    def measure(self, network: Network, setting: Setting) -> tuple[Measurement, np.ndarray]:
+        """`network` in `setting`: its figures, and its top-1 class for each image timed."""
+        classifier = open_classifier(
+            network, setting.engine, self.run_env, setting.precision, setting.calibrate
+        )
+        name = f"{network.record.name} on {classifier.engine} in {classifier.precision}"
+        with status(self.env, f"timing {name}: warm latency and throughput", announce=True):
+            warm, throughput, top1 = warm_figures(classifier, self.image, self.batch, self.repeats)
+        with status(self.env, f"timing {name}: {self.repeats + 1} cold processes", announce=True):
+            command = cold_command(self.image, network, classifier.engine, setting)
+            child_env = {**os.environ, "CNN_CACHE_DIR": str(self.run_env.cache_dir)}
+            cold = cold_process_seconds(command, self.repeats, child_env)
+        figures = (self.batch, cold, warm, throughput, classifier.model_bytes)
+        name = network.record.name
+        return Measurement(name, classifier.engine, classifier.precision, *figures), top1
+
+
+def with_agreement(measured: Sequence[tuple[Measurement, np.ndarray]]) -> list[Measurement]:
+    """The measurements, each int8 one with the share of images whose top-1 equals that of
+    float32 on the same engine, where float32 was timed too."""
+    float32 = {m.engine: top1 for m, top1 in measured if m.precision == Precision.fp32.value}
+    return [
+        replace(m, top1_agreement=float(np.mean(top1 == float32[m.engine])))
+        if m.precision == Precision.int8.value and m.engine in float32
+        else m
+        for m, top1 in measured
+    ]
 
 
 def timed_network(network: Network, env: Environment, folder: Path) -> tuple[Network, Environment]:
@@ -97,9 +161,13 @@ def timed_network(network: Network, env: Environment, folder: Path) -> tuple[Net
     return timed, replace(env, cache_dir=folder / "cache")
 
 
-def cold_command(image: Path, network: Network, engine: str) -> list[str]:
-    """The arguments of one cold process: `cnn classify` on one photo, JSON out."""
-    return ["classify", str(image), *network.arguments(), "-e", engine, "-f", "json"]
+def cold_command(image: Path, network: Network, engine: str, setting: Setting) -> list[str]:
+    """The arguments of one cold process: `cnn classify` on one photo, JSON out, in the
+    setting's precision."""
+    precision = ["--precision", setting.precision.value]
+    calibrate = ["--calibrate", setting.calibrate] if setting.calibrate else []
+    arguments = [*network.arguments(), "-e", engine, "-f", "json", *precision, *calibrate]
+    return ["classify", str(image), *arguments]
 
 
 def machine() -> dict[str, object]:
@@ -130,13 +198,14 @@ def cold_process_seconds(arguments: Sequence[str], repeats: int, env: dict[str, 
 
 def warm_figures(
     classifier: Classifier, photo: Path, batch: int, repeats: int
-) -> tuple[float, float]:
-    """(ms per image at batch 1, images/s at `batch`) on already-decoded pixels."""
+) -> tuple[float, float, np.ndarray]:
+    """(ms per image at batch 1, images/s at `batch`, the top-1 class of each image of the
+    batch) on already-decoded pixels."""
     pixels = load_array(photo, classifier.arch.input_size, classifier.network.resize)[None]
     single = warm_median(lambda: classifier.scores(pixels), repeats)[1]
     batched = np.repeat(pixels, batch, axis=0)
-    per_batch = warm_median(lambda: classifier.scores(batched), repeats)[1]
-    return single * 1000, batch / per_batch
+    scores, per_batch = warm_median(lambda: classifier.scores(batched), repeats)
+    return single * 1000, batch / per_batch, np.asarray(scores).argmax(axis=1)
 
 
 def synthetic_photo(path: Path) -> Path:
@@ -156,16 +225,20 @@ def document(results: Sequence[Measurement]) -> dict[str, object]:
 def render(results: Sequence[Measurement]) -> list[RenderableType]:
     info = machine()
     table = Table(box=box.SIMPLE_HEAD)
-    for column in ("arch", "engine", "cold process s", "warm ms/image", "batch size", "images/s"):
-        table.add_column(column, justify="left" if column in ("arch", "engine") else "right")
+    columns = ("arch", "engine", "precision", "cold process s", "warm ms/image", "batch size")
+    for column in (*columns, "images/s", "model MB", "top-1 = fp32"):
+        table.add_column(column, justify="left" if column in columns[:3] else "right")
     for r in results:
         table.add_row(
             r.arch,
             r.engine,
+            r.precision,
             f"{r.cold_process_s:.2f}",
             f"{r.warm_ms_per_image:.1f}",
             str(r.batch_size),
             f"{r.images_per_s:.1f}",
+            "-" if r.model_bytes is None else f"{r.model_bytes / 2**20:.1f}",
+            "-" if r.top1_agreement is None else f"{r.top1_agreement:.0%}",
         )
     return [Text(f"{info['cpu']}, {info['cores']} cores, Python {info['python']}"), table]
 

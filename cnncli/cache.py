@@ -1,12 +1,13 @@
 """The compiled-model cache: convert a Keras model once, load it in milliseconds ever after.
 
 An entry is a model file plus a JSON record beside it, keyed by everything that changes the
-file: architecture, the weights' content hash, input size, engine, and the package versions that
-produced it. Both files are written to a temporary name and renamed into place, the record last,
-so a crash, Ctrl-C or a second process never leaves an entry that looks whole but is not. The
-record holds the model file's SHA-256, so a file altered since (by a disk, a sync tool, a hand)
-is noticed before it gives wrong labels. Temporary names carry the writer's process id, so
-`clear` can remove what a killed writer left without touching a live one's.
+file: architecture, the weights' content hash, input size, engine, precision (an int8 model also
+by its calibration set's fingerprint), and the package versions that produced it. Both files are
+written to a temporary name and renamed into place, the record last, so a crash, Ctrl-C or a
+second process never leaves an entry that looks whole but is not. The record holds the model
+file's SHA-256, so a file altered since (by a disk, a sync tool, a hand) is noticed before it
+gives wrong labels. Temporary names carry the writer's process id, so `clear` can remove what a
+killed writer left without touching a live one's.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ class Key:
     input_size: int
     engine: str
     versions: str
+    #: Defaults for records written before int8 existed: they were float32.
+    precision: str = "fp32"
+    #: `quantize.CalibrationSource.fingerprint()` of an int8 model's calibration set; "" for fp32.
+    calibration: str = ""
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
@@ -84,18 +89,27 @@ class ModelCache:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def key(self, record: Arch, identity: str, engine: str) -> Key:
+    def key(
+        self,
+        record: Arch,
+        identity: str,
+        engine: str,
+        precision: str = "fp32",
+        calibration: str = "",
+    ) -> Key:
         """The key for the network `record` describes, with the weights `identity` names by
-        content (`networks.Network.identity`), on `engine`; random weights have none."""
+        content (`networks.Network.identity`), on `engine`, in `precision` (int8: calibrated on
+        the set whose fingerprint is `calibration`); random weights have none."""
         if identity == "none":
             raise ValueError("random weights are never cached")
         versions = ",".join(f"{p}={package_version(p)}" for p in VERSIONED)
+        versions += f",cnncli={__version__}"
         return Key(
-            record.name, identity, record.input_size, engine, f"{versions},cnncli={__version__}"
+            record.name, identity, record.input_size, engine, versions, precision, calibration
         )
 
     def model_path(self, key: Key, suffix: str) -> Path:
-        return self.root / f"{key.arch}-{key.engine}-{key.digest()}{suffix}"
+        return self.root / f"{key.arch}-{key.engine}-{key.precision}-{key.digest()}{suffix}"
 
     def lookup(self, key: Key, suffix: str) -> Path | None:
         """The model file of a complete entry for `key`, or None."""
@@ -215,6 +229,7 @@ def document(entries: list[Entry]) -> list[dict[str, object]]:
             "arch": e.key.arch,
             "weights": e.key.weights,
             "engine": e.key.engine,
+            "precision": e.key.precision,
             "input_size": e.key.input_size,
             "bytes": e.size,
             "age_seconds": round(e.age_seconds, 1),
@@ -228,18 +243,23 @@ def render(entries: list[Entry], root: Path) -> list[RenderableType]:
     table = Table(
         box=box.SIMPLE_HEAD, title=f"{len(entries)} cached models in {root}", title_justify="left"
     )
-    for column in ("arch", "weights", "engine", "size", "age"):
+    for column in ("arch", "weights", "engine", "precision", "size", "age"):
         table.add_column(column, justify="right" if column in ("size", "age") else "left")
     for e in entries:
         table.add_row(
-            e.key.arch, e.key.weights[:19], e.key.engine, human_bytes(e.size), _age(e.age_seconds)
+            e.key.arch,
+            e.key.weights[:19],
+            e.key.engine,
+            e.key.precision,
+            human_bytes(e.size),
+            _age(e.age_seconds),
         )
     return [table]
 
 
 def rows(entries: list[Entry]) -> CsvRows:
     records = document(entries)
-    header = list(records[0]) if records else ["arch", "weights", "engine", "bytes"]
+    header = list(records[0]) if records else ["arch", "weights", "engine", "precision", "bytes"]
     return header, [list(r.values()) for r in records]
 
 

@@ -58,3 +58,12 @@ class Format(Choice):
     json = "json"
     jsonl = "jsonl"
     csv = "csv"
+
+
+class Precision(Choice):
+    """The arithmetic a model runs in (`engines.open_classifier`)."""
+
+    #: The model as trained: float32 weights and activations, on any engine.
+    fp32 = "fp32"
+    #: Full-integer post-training quantization (`quantize`): a LiteRT model, calibrated on photos.
+    int8 = "int8"

@@ -43,6 +43,7 @@ def document(classifier: Classifier, results: Sequence[ImageResult]) -> dict:
         "arch": classifier.arch.name,
         "weights": classifier.network.weights,
         "engine": classifier.engine,
+        "precision": classifier.precision,
         "results": [r.as_dict() for r in results],
     }
 

@@ -40,6 +40,7 @@ class ModelRun:
     arch: str
     weights: str
     engine: str
+    precision: str
     predictions: tuple[Prediction, ...]
     params: int
     ms: float
@@ -52,6 +53,7 @@ class ModelRun:
             "arch": self.arch,
             "weights": self.weights,
             "engine": self.engine,
+            "precision": self.precision,
             "predictions": [p.as_dict() for p in self.predictions],
             "params": self.params,
             "ms": round(self.ms, 2),
@@ -104,6 +106,7 @@ def _run(classifier: Classifier, resize: Resize, pixels: np.ndarray, top: int) -
         arch.name,
         classifier.network.weights,
         classifier.engine,
+        classifier.precision,
         tuple(classifier.labels.decode(scores[0], top)),
         arch.params,
         seconds * 1000,
@@ -145,11 +148,16 @@ def render(comparison: Comparison) -> list[RenderableType]:
         table.add_row(str(rank + 1), *cells)
     table.add_section()
     table.add_row("params", *(human(r.params) for r in comparison.runs))
-    table.add_row("ms", *(f"{r.ms:.1f} ({r.engine})" for r in comparison.runs))
+    table.add_row("ms", *(f"{r.ms:.1f} ({_engine(r)})" for r in comparison.runs))
     agrees = ("yes" if r.agrees_with_majority else "no" for r in comparison.runs)
     table.add_row("agrees with majority", *agrees)
     verdict = comparison.majority.label if comparison.majority else "none (no top-1 shared by most)"
     return [table, Text(f"majority top-1: {verdict}")]
+
+
+def _engine(run: ModelRun) -> str:
+    """The engine, with the precision when it is not the default: `litert`, `litert int8`."""
+    return run.engine if run.precision == "fp32" else f"{run.engine} {run.precision}"
 
 
 def _cell(p: Prediction) -> str:
@@ -161,6 +169,7 @@ CSV_HEADER = (
     "arch",
     "weights",
     "engine",
+    "precision",
     "rank",
     "index",
     "wnid",
@@ -179,6 +188,7 @@ def rows(comparison: Comparison) -> CsvRows:
             r.arch,
             r.weights,
             r.engine,
+            r.precision,
             p.rank,
             p.index,
             p.wnid,

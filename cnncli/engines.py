@@ -6,11 +6,13 @@ preprocessing, decoding and labels derive from the network and are never restate
 `keras` is the reference: always there, needed for summaries and Grad-CAM. `litert` runs a
 LiteRT conversion of the same model from the compiled-model cache, without importing TensorFlow
 once the entry exists. `auto` takes `litert` when its runtime is installed and the model
-converts, and says when it falls back.
+converts, and says when it falls back. `--precision int8` runs only on `litert`: an int8 model is
+a quantized LiteRT flatbuffer (`quantize`), which Keras, running float graphs, cannot run.
 """
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from cnncli import litert
+from cnncli import litert, quantize, registry
 from cnncli.cache import CacheUnwritable, ModelCache
-from cnncli.choices import Engine
+from cnncli.choices import Engine, Precision
 from cnncli.env import Environment
-from cnncli.errors import CnnError, first_line
+from cnncli.errors import CnnError, UsageError, first_line
 from cnncli.labels import Labels
 from cnncli.networks import Network, tag
 from cnncli.preprocess import preprocess
@@ -37,14 +39,18 @@ Forward = Callable[[np.ndarray], np.ndarray]
 class Classifier:
     """A network and its forward pass (preprocessed batch -> softmax scores).
 
-    Which engine runs the pass (`engines.open_classifier` chooses) is recorded for the output,
-    and `tag` (`networks.tag`) names the model in every result.
+    Which engine runs the pass (`engines.open_classifier` chooses) and in which precision are
+    recorded for the output, the compiled model's size for `cnn bench`, and `tag`
+    (`networks.tag`) names the model in every result.
     """
 
     network: Network
     forward: Forward
     engine: str
     tag: str
+    precision: str = Precision.fp32.value
+    #: Bytes of the compiled model file; None on Keras, which runs the weights it loaded.
+    model_bytes: int | None = None
 
     @property
     def arch(self) -> Arch:
@@ -73,9 +79,27 @@ class ConversionError(CnnError):
     """The Keras model could not be converted for the compiled engine."""
 
 
-def open_classifier(network: Network, choice: Engine, env: Environment) -> Classifier:
-    """A classifier for `network` on the engine `choice` resolves to."""
-    return Opening(network, env).open(choice)
+def open_classifier(
+    network: Network,
+    choice: Engine,
+    env: Environment,
+    precision: Precision = Precision.fp32,
+    calibrate: str | None = None,
+) -> Classifier:
+    """A classifier for `network` on the engine `choice` resolves to, in `precision` (int8:
+    calibrated on the photos `calibrate` names, else on the sample images)."""
+    return Opening(network, env, precision, calibrate).open(choice)
+
+
+def check_precision(choice: Engine, precision: Precision, calibrate: str | None) -> None:
+    """Refuse the combinations that cannot run, before anything is loaded or written."""
+    if precision is Precision.int8 and choice is Engine.keras:
+        raise UsageError(
+            "--precision int8 runs on the LiteRT engine: Keras runs float graphs, and an int8 "
+            "model is a quantized LiteRT model (use --engine auto or litert)"
+        )
+    if precision is Precision.fp32 and calibrate is not None:
+        raise UsageError("--calibrate calibrates int8 models: add --precision int8")
 
 
 def keras_model(network: Network, env: Environment) -> Any:
@@ -85,20 +109,35 @@ def keras_model(network: Network, env: Environment) -> Any:
 
 
 class Opening:
-    """A network being opened: its cache, its content's identity and tag (known before any
-    model loads, so a run can check its output against them first), its Keras model once
-    built."""
+    """A network being opened in a precision: its cache, its content's identity and tag (known
+    before any model loads, so a run can check its output against them first; an int8 model is
+    another model), its Keras model once built. Impossible combinations are refused first."""
 
-    def __init__(self, network: Network, env: Environment) -> None:
+    def __init__(
+        self,
+        network: Network,
+        env: Environment,
+        precision: Precision = Precision.fp32,
+        calibrate: str | None = None,
+    ) -> None:
         self.network = network
         self.env = env
+        self.precision = precision
+        self.calibration = (
+            quantize.CalibrationSource.parse(calibrate) if precision is Precision.int8 else None
+        )
+        check_precision(Engine.auto, precision, calibrate)  # --calibrate without int8
         self.cache = ModelCache(env.cache_dir)
         self.identity = network.identity(self.cache)
-        self.tag = tag(network, self.identity)
+        int8 = "" if self.calibration is None else f"+int8:{self.calibration.fingerprint()[:12]}"
+        self.tag = tag(network, self.identity) + int8
         self.model: Any = None
 
     def open(self, choice: Engine) -> Classifier:
         """The classifier on the engine `choice` resolves to."""
+        check_precision(choice, self.precision, None)
+        if self.calibration is not None:
+            return self.int8()
         if choice is Engine.keras or (choice is Engine.auto and not litert.available()):
             return self.keras()
         if not litert.available():
@@ -113,8 +152,24 @@ class Opening:
             self.env.warn(f"{exc}; running it on Keras instead")
             return self.keras()
 
-    def classifier(self, forward: Forward, engine: str) -> Classifier:
-        return Classifier(self.network, forward, engine, self.tag)
+    def int8(self) -> Classifier:
+        """The int8 model on LiteRT, with one warning line where int8 was measured to stray
+        from float32. A model that does not quantize is an error, never a silent float32 run."""
+        if not litert.available():
+            raise CnnError("--precision int8 needs the LiteRT runtime: pip install ai-edge-litert")
+        record = self.network.record
+        fidelity = registry.int8_fidelity(record)
+        if fidelity.warn:
+            self.env.warn(
+                f"{record.name} in int8: top-1 matched float32 on {fidelity.share:.0%} of the "
+                f"views measured on {fidelity.measured_on} ({fidelity.weights} weights, "
+                "benchmarks/INT8.md)"
+            )
+        return self.litert(Engine.litert)
+
+    def classifier(self, forward: Forward, engine: str, path: Path | None = None) -> Classifier:
+        size = None if path is None else path.stat().st_size
+        return Classifier(self.network, forward, engine, self.tag, self.precision.value, size)
 
     def built(self) -> Any:
         if self.model is None:
@@ -131,12 +186,15 @@ class Opening:
         network, cache, env = self.network, self.cache, self.env
         if network.random:  # random weights are never cached
             return self.uncached()
-        key = cache.key(network.record, self.identity, litert.NAME)
+        fingerprint = "" if self.calibration is None else self.calibration.fingerprint()
+        key = cache.key(
+            network.record, self.identity, litert.NAME, self.precision.value, fingerprint
+        )
         path = cache.lookup(key, litert.SUFFIX)
         if path is not None:
             try:
                 cache.verify(path)
-                return self.classifier(_runner(path, network.record), litert.NAME)
+                return self.classifier(_runner(path, network.record), litert.NAME, path)
             except (ValueError, RuntimeError) as exc:  # a `ChangedEntry`, or a file LiteRT refuses
                 env.warn(f"cache entry {path.name} is unusable ({exc}); rebuilding it")
                 cache.discard(path)
@@ -150,24 +208,33 @@ class Opening:
                 return self.classifier(keras_forward(model), "keras")
             env.warn(f"{exc}; converting {name} for this run only")
             return self.uncached()
-        return self.classifier(_runner(path, network.record), litert.NAME)
+        return self.classifier(_runner(path, network.record), litert.NAME, path)
 
     def uncached(self) -> Classifier:
         """Convert into a temporary folder; the runner keeps the flatbuffer mapped after it goes."""
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / f"model{litert.SUFFIX}"
             self.convert(path, cached=False)
-            return self.classifier(litert.Runner(path), litert.NAME)
+            return self.classifier(litert.Runner(path), litert.NAME, path)
 
     def convert(self, path: Path, cached: bool) -> None:
-        """Convert, saying so even off a terminal: it is the one step that takes tens of
-        seconds."""
-        name = self.network.record.name
+        """Convert (quantize, when int8), saying so even off a terminal: it is the one step that
+        takes tens of seconds, and the calibration set decides the int8 model."""
+        record, int8 = self.network.record, self.calibration
+        name = record.name
         when = "once, then cached" if cached else "for this run only"
         model = self.built()
-        with status(self.env, f"converting {name} for LiteRT ({when})", announce=True):
+        if int8 is None:
+            doing = f"converting {name} for LiteRT ({when})"
+            write = functools.partial(litert.convert, model)
+        else:
+            doing = f"quantizing {name} to int8, calibrated on {int8.describe()} ({when})"
+            write = functools.partial(
+                quantize.convert_int8, model, int8.samples(record, self.env.warn)
+            )
+        with status(self.env, doing, announce=True):
             try:
-                litert.convert(model, path)
+                write(path)
             except Exception as exc:
                 raise ConversionError(
                     f"{name} does not convert to LiteRT ({first_line(exc)})"

@@ -26,7 +26,7 @@ from types import FrameType
 import numpy as np
 
 from cnncli import classify, results_file
-from cnncli.choices import Engine, Format, Resize
+from cnncli.choices import Engine, Format, Precision, Resize
 from cnncli.classify import ImageResult
 from cnncli.engines import Classifier, Opening
 from cnncli.env import Environment
@@ -180,6 +180,8 @@ class Job:
     output: Path | None = None
     resume: bool = False
     verbose: bool = False
+    precision: Precision = Precision.fp32
+    calibrate: str | None = None
 
 
 def run_job(env: Environment, job: Job) -> Tally:
@@ -190,7 +192,7 @@ def run_job(env: Environment, job: Job) -> Tally:
     of the subfolders left out (without --recursive) and the closing summary go to stderr."""
     job = replace(job, resize=resize_for(job.network, job.resize, env))
     folders = SkippedFolders()
-    opening = Opening(job.network, env)
+    opening = Opening(job.network, env, job.precision, job.calibrate)
     arguments = job.inputs.arguments
     with results_file.opened(job.output, job.fmt, job.resume, opening.tag, arguments) as output:
         classifier = opening.open(job.engine)

@@ -443,6 +443,62 @@ DEFAULT_ARCH = "resnet50"
 BENCHED = ("resnet50", "mobilenet_v2")
 
 
+@dataclass(frozen=True)
+class Int8Fidelity:
+    """How often an int8 model's top-1 equalled its float32 model's, as measured on one
+    architecture (benchmarks/INT8.md: 17 photos and 8 mirrored, shifted, zoomed views of each)."""
+
+    measured_on: str
+    agreed: int
+    views: int
+    #: "seeded" (random weights with lively scores) or "imagenet" (real trained weights).
+    weights: str
+
+    @property
+    def share(self) -> float:
+        return self.agreed / self.views
+
+    @property
+    def warn(self) -> bool:
+        """Below 90% agreement, int8 runs with a warning; nothing measured failed to convert."""
+        return self.share < 0.9
+
+
+#: int8 against float32, one architecture of every family, from benchmarks/INT8.md's table (a)-(c)
+#: (reproduce: `python benchmarks/int8.py`). Only MobileNet-0.25 had real weights offline; the
+#: others are seeded models, whose agreement shows how faithfully the quantized graph follows the
+#: float one, not a trained model's accuracy. Every architecture converted, so none is refused.
+INT8_MEASURED = {
+    row.measured_on: row
+    for row in (
+        Int8Fidelity("vgg16", 104, 136, "seeded"),
+        Int8Fidelity("resnet18", 126, 136, "seeded"),
+        Int8Fidelity("resnet50", 123, 136, "seeded"),
+        Int8Fidelity("resnet50_v2", 86, 136, "seeded"),
+        Int8Fidelity("inception_v3", 136, 136, "seeded"),
+        Int8Fidelity("xception", 122, 136, "seeded"),
+        Int8Fidelity("mobilenet", 101, 136, "seeded"),
+        Int8Fidelity("mobilenet_0.25", 106, 136, "imagenet"),
+        Int8Fidelity("mobilenet_v2", 90, 136, "seeded"),
+        Int8Fidelity("mobilenet_v3_small", 118, 136, "seeded"),
+        Int8Fidelity("densenet121", 129, 136, "seeded"),
+        Int8Fidelity("nasnet_mobile", 92, 136, "seeded"),
+        Int8Fidelity("efficientnet_b0", 28, 136, "seeded"),
+        Int8Fidelity("efficientnet_v2_b0", 70, 136, "seeded"),
+        Int8Fidelity("convnext_tiny", 128, 136, "seeded"),
+    )
+}
+
+
+def int8_fidelity(arch: Arch) -> Int8Fidelity:
+    """The measurement that speaks for `arch`: its own, else the least faithful of its family's
+    (a family shares its building blocks, which is what quantization acts on)."""
+    if arch.name in INT8_MEASURED:
+        return INT8_MEASURED[arch.name]
+    family = [row for name, row in INT8_MEASURED.items() if ARCHS[name].family == arch.family]
+    return min(family, key=lambda row: row.share)
+
+
 def normalize(name: str) -> str:
     """Fold spelling differences: `ResNet50`, `resnet-50` and `resnet_50` are one key."""
     return re.sub(r"[\s_\-.]", "", name.lower())

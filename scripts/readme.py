@@ -30,8 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 SKIP = re.compile(r"<!-- readme: not run \(.+\) -->")
-#: A number followed by a unit of time or speed, or the compare table's `12.0 (litert)`.
-TIMING = re.compile(r"\d[\d,]*(?:\.\d+)?(?=\s?(?:s|ms|min|h|d|images/s)\b|\s\((?:keras|litert)\))")
+#: A number followed by a unit of time or speed, or the compare table's `12.0 (litert)` and
+#: `12.0 (litert int8)`.
+TIMING = re.compile(r"\d[\d,]*(?:\.\d+)?(?=\s?(?:s|ms|min|h|d|images/s)\b|\s\((?:keras|litert)\b)")
 
 
 #: Printed between two commands of a block, to tell their outputs apart.

@@ -45,7 +45,7 @@ def test_builds_and_classifies_with_random_weights(cli, arch):
     run = cli("classify", CAT, "--arch", arch, "--weights", "none", "--format", "json")
     assert run.exit_code == 0, run.stderr
     doc = run.json()
-    assert set(doc) == {"arch", "weights", "engine", "results"}
+    assert set(doc) == {"arch", "weights", "engine", "precision", "results"}
     assert doc["arch"] == arch and doc["weights"] == "none"
     assert [r["image"] for r in doc["results"]] == [str(CAT)]
     check_predictions(doc["results"][0]["predictions"], 5)

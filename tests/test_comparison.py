@@ -16,7 +16,7 @@ def run_with_top(arch: str, index: int) -> ModelRun:
 
     scores = np.zeros(1000)
     scores[index] = 1.0
-    return ModelRun(arch, "none", "keras", tuple(imagenet().decode(scores, 1)), 1, 1.0)
+    return ModelRun(arch, "none", "keras", "fp32", tuple(imagenet().decode(scores, 1)), 1, 1.0)
 
 
 def test_majority_marks_the_agreeing_models():

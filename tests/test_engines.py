@@ -14,7 +14,7 @@ import pytest
 
 from cnncli import bench, litert, registry
 from cnncli.cache import ModelCache
-from cnncli.choices import Engine
+from cnncli.choices import Engine, Precision
 from cnncli.engines import open_classifier
 from cnncli.env import Environment
 from cnncli.loader import Weights
@@ -269,7 +269,10 @@ def test_bench_times_random_weights_from_the_cache_like_real_ones(tmp_path):
     network, env = bench.timed_network(RegistryNetwork(record, Weights("none")), user, tmp_path)
     assert network.weights.endswith(".weights.h5") and not network.random
     open_classifier(network, Engine.litert, env)  # bench's warm step, before the cold ones
-    cold = cnn_process(env.cache_dir, *bench.cold_command(CAT, network, "litert"))
+    cold = cnn_process(
+        env.cache_dir,
+        *bench.cold_command(CAT, network, "litert", bench.Setting(Engine.litert, Precision.fp32)),
+    )
     assert cold.returncode == 0, cold.stderr
     assert json.loads(cold.stdout)["engine"] == "litert"
     assert "converting" not in cold.stderr  # the cold process loaded the cached conversion

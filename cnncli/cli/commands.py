@@ -14,19 +14,22 @@ import typer
 from typer.core import _click as click
 
 from cnncli import registry
-from cnncli.choices import Engine, Format, Resize
+from cnncli.choices import Engine, Format, Precision, Resize
 from cnncli.cli.app import CnnGroup, app, environment, guarded
 from cnncli.cli.options import (
     ArchArgument,
     ArchOption,
     ArchsOption,
     BatchSizeOption,
+    CalibrateOption,
     EngineOption,
     EnginesOption,
     FormatOption,
     MaybeArchOption,
     ModelOption,
     ModelsOption,
+    PrecisionOption,
+    PrecisionsOption,
     ResizeOption,
     TopOption,
     WeightsListOption,
@@ -52,6 +55,8 @@ def classify(
     weights: WeightsOption = "imagenet",
     model: ModelOption = None,
     engine: EngineOption = Engine.auto,
+    precision: PrecisionOption = Precision.fp32,
+    calibrate: CalibrateOption = None,
     top: TopOption = 5,
     resize: ResizeOption = None,
     fmt: FormatOption = Format.table,
@@ -80,6 +85,7 @@ def classify(
     """Label photos with an ImageNet classifier or a trained model; jsonl and csv stream as they
     go."""
     from cnncli import pipeline, results_file
+    from cnncli.engines import check_precision
     from cnncli.inputs import Inputs
     from cnncli.networks import named, warn_if_random
 
@@ -89,11 +95,23 @@ def classify(
         raise UsageError("name the images to classify (files, directories, globs, --files-from)")
     if resume and (output is None or fmt not in results_file.STREAMED):
         raise UsageError("--resume needs --output FILE and --format jsonl or csv")
+    check_precision(engine, precision, calibrate)
     warn_if_random(env, [network])
     inputs = Inputs(tuple(images or ()), recursive, files_from)
     inputs.check()
     job = pipeline.Job(
-        inputs, network, engine, top, resize, batch_size, fmt, output, resume, verbose
+        inputs,
+        network,
+        engine,
+        top,
+        resize,
+        batch_size,
+        fmt,
+        output,
+        resume,
+        verbose,
+        precision,
+        calibrate,
     )
     tally = pipeline.run_job(env, job)
     if tally.interrupted:
@@ -111,6 +129,8 @@ def compare(
     weights: WeightsListOption = "imagenet",
     models: ModelsOption = None,
     engine: EngineOption = Engine.auto,
+    precision: PrecisionOption = Precision.fp32,
+    calibrate: CalibrateOption = None,
     top: TopOption = 5,
     resize: ResizeOption = None,
     fmt: FormatOption = Format.table,
@@ -136,6 +156,8 @@ def compare(
         resize,
         env,
         models=comma_list(models, "--model") if models is not None else (),
+        precision=precision,
+        calibrate=calibrate,
     )
     if montage is not None:
         overlays.save(api.montage(image, result, env), montage)
@@ -246,6 +268,8 @@ def bench(
     ctx: typer.Context,
     archs: ArchsOption = BENCHED,
     engines: EnginesOption = "keras,litert",
+    precisions: PrecisionsOption = "fp32",
+    calibrate: CalibrateOption = None,
     weights: WeightsOption = "imagenet",
     models: ModelsOption = None,
     batch_size: BatchSizeOption = 8,
@@ -255,7 +279,7 @@ def bench(
     ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """Time cold-process latency, warm latency and throughput per model and engine."""
+    """Time cold-process latency, warm latency and throughput per model, engine and precision."""
     from cnncli import bench as lib
     from cnncli.networks import several
 
@@ -268,7 +292,9 @@ def bench(
         default=registry.BENCHED,
     )
     chosen = [Engine.parse(name) for name in comma_list(engines, "--engine")]
-    results = lib.run(networks, chosen, env, photo, batch_size, repeats)
+    arithmetic = [Precision.parse(name) for name in comma_list(precisions, "--precision")]
+    runs = lib.settings(chosen, arithmetic, calibrate)
+    results = lib.run(networks, runs, env, photo, batch_size, repeats)
     emit(env, fmt, lib.document(results), lambda: lib.render(results), lambda: lib.rows(results))
 
 

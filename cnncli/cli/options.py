@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from cnncli.choices import Engine, Format, Resize
+from cnncli.choices import Engine, Format, Precision, Resize
 from cnncli.errors import UsageError
 
 ArchOption = Annotated[
@@ -84,6 +84,27 @@ EnginesOption = Annotated[
     str,
     typer.Option(
         "--engine", "-e", metavar="ENGINE,...", help="Engines, comma-separated (keras, litert)."
+    ),
+]
+PrecisionOption = Annotated[
+    Precision,
+    typer.Option(
+        "--precision",
+        metavar=Precision.metavar(),
+        help="int8: a quantized LiteRT model, measured against fp32 (README: int8).",
+    ),
+]
+PrecisionsOption = Annotated[
+    str,
+    typer.Option(
+        "--precision", metavar="PRECISION,...", help="Precisions, comma-separated (fp32, int8)."
+    ),
+]
+CalibrateOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="DIR|GLOB",
+        help="Photos to calibrate int8 on (default: the sample images, augmented to 64).",
     ),
 ]
 TopOption = Annotated[
