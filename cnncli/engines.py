@@ -228,7 +228,8 @@ class Opening:
             doing = f"converting {name} for LiteRT ({when})"
             write = functools.partial(litert.convert, model)
         else:
-            doing = f"quantizing {name} to int8, calibrated on {int8.describe()} ({when})"
+            calibrated = f"calibrated on {int8.describe()}"
+            doing = f"quantizing {name} to int8 for LiteRT, {calibrated} ({when})"
             write = functools.partial(
                 quantize.convert_int8, model, int8.samples(record, self.env.warn)
             )
