@@ -358,3 +358,39 @@ def test_a_stop_signal_writes_the_best_epoch_and_resume_goes_on(
     assert [e["epoch"] for e in finished["history"]] == list(range(1, done + 3))
     assert finished["history"][:done] == stopped["history"]
     assert not (out / "resume.json").exists() and not (out / "resume.npz").exists()
+
+
+# --- The bundle in use ---------------------------------------------------------------------------
+
+
+def test_what_train_writes_classify_evaluate_and_explain_run(trained, tmp_path):
+    """Both halves of the capability meet: the folder `cnn train` wrote runs wherever an
+    architecture does, on LiteRT (converted and cached under its content), and scores on its
+    val images the top-1 training recorded."""
+    from tests.conftest import run_cli
+
+    data, out, _ = trained
+    val = tmp_path / "val"
+    for name in json.loads((out / "split.json").read_text())["val"]:
+        (val / Path(name).parent.name).mkdir(parents=True, exist_ok=True)
+        (val / name).write_bytes((data / name).read_bytes())
+    cache = tmp_path / "cache"
+    measured = run_cli("evaluate", val, "-m", out, "-e", "litert", "-f", "json", tmp=cache)
+    assert measured.exit_code == 0, measured.stderr
+    recorded = bundle.load(out).metadata["training"]["val_top1"]
+    assert measured.json()["top1"] == pytest.approx(recorded, abs=1 / 6)  # one of 6 images
+    photo = next(val.glob("red/*.png"))
+    runs = [
+        run_cli("classify", photo, "-m", out, "-e", engine, "-f", "json", tmp=cache)
+        for engine in ("litert", "keras")
+    ]
+    compiled, reference = (r.json()["results"][0]["predictions"] for r in runs)
+    assert {p["label"] for p in compiled} == {"blue", "green", "red"}  # --top 5 shows all 3
+    assert all(p["wnid"] is None for p in compiled)
+    assert [p["label"] for p in compiled] == [p["label"] for p in reference]
+    scores = [[p["score"] for p in predictions] for predictions in (compiled, reference)]
+    np.testing.assert_allclose(*scores, atol=1e-4)
+    overlay = tmp_path / "overlay.png"
+    explained = run_cli("explain", photo, "-m", out, "-o", overlay, tmp=cache)
+    assert explained.exit_code == 0, explained.stderr
+    assert Image.open(overlay).size[0] > 0
