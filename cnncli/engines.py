@@ -81,6 +81,13 @@ def open_classifier(
         return _keras(arch, weights, env)
 
 
+def flatbuffer(classifier: Classifier) -> bytes:
+    """The LiteRT model a classifier runs, for workers that load it without TensorFlow."""
+    if not isinstance(classifier.forward, litert.Runner):
+        raise CnnError(f"{classifier.arch.name} runs on {classifier.engine}, not on LiteRT")
+    return classifier.forward.flatbuffer
+
+
 def warn_if_random(env: Environment, models: Iterable[tuple[Arch, loader.Weights]]) -> None:
     """`--weights none` gives labels as confident-looking as trained ones: say once that they
     mean nothing."""
@@ -111,7 +118,7 @@ def _litert(arch: Arch, weights: loader.Weights, choice: Engine, env: Environmen
     if path is not None:
         try:
             cache.verify(path)
-            return Classifier(arch, weights, _runner(path, arch), litert.NAME)
+            return Classifier(arch, weights, load_runner(path, arch), litert.NAME)
         except (ValueError, RuntimeError) as exc:  # a `ChangedEntry`, or a file LiteRT refuses
             env.warn(f"cache entry {path.name} is unusable ({exc}); rebuilding it")
             cache.discard(path)
@@ -126,11 +133,11 @@ def _litert(arch: Arch, weights: loader.Weights, choice: Engine, env: Environmen
             return Classifier(arch, weights, keras_forward(model), "keras")
         env.warn(f"{exc}; converting {arch.name} for this run only")
         return _uncached(arch, weights, model, env)
-    return Classifier(arch, weights, _runner(path, arch), litert.NAME)
+    return Classifier(arch, weights, load_runner(path, arch), litert.NAME)
 
 
 def _uncached(arch: Arch, weights: loader.Weights, model: object, env: Environment) -> Classifier:
-    """Convert into a temporary folder; the runner keeps the flatbuffer mapped after it goes."""
+    """Convert into a temporary folder; the runner keeps the flatbuffer after it goes."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"model{litert.SUFFIX}"
         _convert(arch, model, path, env, cached=False)
@@ -148,9 +155,10 @@ def _convert(arch: Arch, model: object, path: Path, env: Environment, cached: bo
             raise ConversionError(reason) from exc
 
 
-def _runner(path: Path, arch: Arch) -> litert.Runner:
-    """Load a cached flatbuffer, refusing one whose input does not match the record."""
-    runner = litert.Runner(path)
+def load_runner(model: Path | bytes, arch: Arch, threads: int | None = None) -> litert.Runner:
+    """Load a flatbuffer (a cache entry, or the bytes a cluster's worker was sent), refusing
+    one whose input does not match the record."""
+    runner = litert.Runner(model, threads)
     if runner.input_size != arch.input_size:
         raise ValueError(f"input {runner.input_size} px, expected {arch.input_size}")
     return runner

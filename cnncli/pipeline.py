@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from cnncli.engines import Classifier
 from cnncli.env import Environment
 from cnncli.errors import STOP_SIGNALS, InputError, Interrupted, message
 from cnncli.images import load_array, pixels
-from cnncli.inputs import Entry, Inputs, SkippedFolders
+from cnncli.inputs import Entry, Inputs, Skipped, SkippedFolders
 from cnncli.labels import ScoresError, decode
 from cnncli.loader import Weights
 from cnncli.output import emit
@@ -40,6 +41,8 @@ from cnncli.progress import Meter, progress
 #: Batches decoded ahead of the one the model runs: enough to keep it busy, few enough that
 #: memory stays a few batches of pixels.
 LOOKAHEAD = 2
+
+T = TypeVar("T")
 
 
 def classify_entries(
@@ -72,11 +75,11 @@ def stream(
     pending: deque[list[tuple[str, Future[np.ndarray | str]]]] = deque()
     try:
         for chunk in _chunks(entries, batch_size):
-            pending.append([(e.image, pool.submit(_decode, e, size, resize)) for e in chunk])
+            pending.append([(e.image, pool.submit(decode_entry, e, size, resize)) for e in chunk])
             if len(pending) > LOOKAHEAD:
-                yield _infer(classifier, pending.popleft(), top)
+                yield infer_batch(classifier, pending.popleft(), top)
         while pending:
-            yield _infer(classifier, pending.popleft(), top)
+            yield infer_batch(classifier, pending.popleft(), top)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -87,9 +90,10 @@ def _chunks(entries: Iterable[Entry], size: int) -> Iterator[list[Entry]]:
         yield chunk
 
 
-def _decode(entry: Entry, size: int, resize: Resize) -> np.ndarray | str:
+def decode_entry(entry: Entry, size: int, resize: Resize) -> np.ndarray | str:
     """The model's input for one entry, or why there is none. Whatever a file holds, its
-    failure is its own: an unexpected exception from a decoder is reported, not raised."""
+    failure is its own: an unexpected exception from a decoder is reported, not raised.
+    The one decoding step of every run, here or in a cluster's workers (`cluster.Infer`)."""
     if entry.error is not None:
         return entry.error
     try:
@@ -102,10 +106,11 @@ def _decode(entry: Entry, size: int, resize: Resize) -> np.ndarray | str:
         return f"cannot decode image ({type(exc).__name__}: {exc})"
 
 
-def _infer(
+def infer_batch(
     classifier: Classifier, pending: list[tuple[str, Future[np.ndarray | str]]], top: int
 ) -> list[ImageResult]:
-    """One batch: a forward pass over its decoded images, errors kept in place."""
+    """One batch: a forward pass over its decoded images (`decode_entry`'s values, still being
+    decoded), errors kept in place; what a cluster's model actors run too."""
     decoded = [(image, future.result()) for image, future in pending]
     pixels = [value for _, value in decoded if not isinstance(value, str)]
     scores = iter(classifier.scores(np.stack(pixels)) if pixels else [])
@@ -125,6 +130,15 @@ def _predicted(image: str, scores: np.ndarray, top: int) -> ImageResult:
         return ImageResult(image, error=str(exc))
 
 
+#: What one step of a run wrote: its number of images, and the failed ones with their errors.
+Written = tuple[int, Sequence[tuple[str, str]]]
+
+
+def written(results: Sequence[ImageResult]) -> Written:
+    """What a batch of results counts for in a run's tally and error lines."""
+    return len(results), [(r.image, r.error) for r in results if r.error is not None]
+
+
 @dataclass
 class Tally:
     """How a run went: images classified, images failed, time, and what cut it short if anything
@@ -136,10 +150,10 @@ class Tally:
     started: float = field(default_factory=time.perf_counter)
     seconds: float = 0.0
 
-    def add(self, results: Sequence[ImageResult]) -> None:
-        failed = sum(r.error is not None for r in results)
-        self.failed += failed
-        self.classified += len(results) - failed
+    def add(self, done: Written) -> None:
+        images, failures = done
+        self.failed += len(failures)
+        self.classified += images - len(failures)
 
     def line(self) -> str:
         """The one-line summary: counts, elapsed time and throughput."""
@@ -165,17 +179,43 @@ class Job:
     verbose: bool = False
 
 
-def run_job(env: Environment, job: Job, open_classifier: Callable[[], Classifier]) -> Tally:
+#: How a run turns its inputs into batches of results in input order, given the classifier, the
+#: output (whose images are not classified again) and where discovery reports what it passes
+#: over: `local_batches` on this machine, or a cluster's (`cluster.RayRun.batches`).
+Batches = Callable[
+    [Environment, Job, Classifier, results_file.Output, Skipped],
+    Generator[list[ImageResult], None, None],
+]
+
+
+def local_batches(
+    env: Environment,
+    job: Job,
+    classifier: Classifier,
+    output: results_file.Output,
+    skipped: Skipped,
+) -> Generator[list[ImageResult], None, None]:
+    """This machine's: discovery (minus what `output` holds or is) decoded ahead by `stream`."""
+    entries = output.fresh(job.inputs.entries(env.stdin, skipped), skipped)
+    return stream(classifier, entries, job.top, job.resize, job.batch_size)
+
+
+def run_job(
+    env: Environment,
+    job: Job,
+    open_classifier: Callable[[], Classifier],
+    batches: Batches = local_batches,
+) -> Tally:
     """Every image of `job` through the classifier `open_classifier` makes (called once the
     output file is checked, locked and read for `--resume`, so a file that must not be written
-    fails before any model loads). jsonl and csv are written a batch at a time, table and json
-    as one document at the end, once the progress display is gone; a note of the subfolders left
-    out (without --recursive) and the closing summary go to stderr."""
+    fails before any model loads), in `batches`. jsonl and csv are written a batch at a time,
+    table and json as one document at the end, once the progress display is gone; a note of the
+    subfolders left out (without --recursive) and the closing summary go to stderr."""
     folders = SkippedFolders()
     with results_file.opened(job.output, job.fmt, job.resume, job.inputs.arguments) as output:
         classifier = open_classifier()
         with output.writing(env, job.fmt, job.resume) as out:
-            tally, results = _classify(out, job, classifier, output, folders)
+            tally, results = _classify(out, job, classifier, output, folders, batches)
             if job.fmt not in results_file.STREAMED and not tally.interrupted:
                 document = classify.document(classifier, job.weights, results)
                 emit(
@@ -188,9 +228,14 @@ def run_job(env: Environment, job: Job, open_classifier: Callable[[], Classifier
     if note := folders.note():
         env.note(note)
     if env.stderr_isatty or job.fmt in results_file.STREAMED or job.output is not None:
-        held = f"; {len(output.already):,} already in {job.output}" if output.already else ""
-        env.say(tally.line() + held)
+        say_closing(env, tally, len(output.already), job.output)
     return tally
+
+
+def say_closing(env: Environment, tally: Tally, already: int, output: object) -> None:
+    """The closing line on stderr: the tally, and the images `output` already held."""
+    held = f"; {already:,} already in {output}" if already else ""
+    env.say(tally.line() + held)
 
 
 def _classify(
@@ -199,6 +244,7 @@ def _classify(
     classifier: Classifier,
     output: results_file.Output,
     folders: SkippedFolders,
+    batches: Batches,
 ) -> tuple[Tally, list[ImageResult]]:
     """The run behind a progress display: streamed formats written as batches come, the
     results of the others returned to be printed after the display has gone; the subfolders
@@ -212,36 +258,35 @@ def _classify(
                 meter.print(message("note", f"skipped {path}: {why}"))
 
         meter.count_total(lambda: job.inputs.count(output))
-        entries = output.fresh(job.inputs.entries(env.stdin, skipped), skipped)
-        batches = stream(classifier, entries, job.top, job.resize, job.batch_size)
+        found = batches(env, job, classifier, output, skipped)
         streamed = job.fmt in results_file.STREAMED
         write = results_file.Writer(env.stdout, job.fmt).write if streamed else results.extend
-        return _drive(batches, write, meter), results
+
+        def step(batch: list[ImageResult]) -> Written:
+            write(batch)
+            return written(batch)
+
+        return drive(found, step, meter), results
 
 
-def _drive(
-    batches: Generator[list[ImageResult], None, None],
-    write: Callable[[list[ImageResult]], None],
-    meter: Meter,
-) -> Tally:
-    """Drive `batches` to `write`, reporting each failure; end cleanly when interrupted."""
+def drive(steps: Generator[T, None, None], write: Callable[[T], Written], meter: Meter) -> Tally:
+    """Drive `steps` through `write` (a batch written to the output, or a part a cluster wrote,
+    counted), reporting each failure; end cleanly when interrupted, closing `steps` (a generator
+    stops its work: the decoders here, the cluster's job there)."""
     tally = Tally()
     with stop_signals() as signals:
         try:
-            for batch in batches:
+            for step in steps:
                 with signals.deferred():
-                    write(batch)
-                    tally.add(batch)
-                for result in batch:
-                    if result.error is not None:
-                        meter.print(
-                            message("error", f"{result.image}: {result.error}"), style="red"
-                        )
-                meter.advance(len(batch))
+                    done = write(step)
+                    tally.add(done)
+                for image, error in done[1]:
+                    meter.print(message("error", f"{image}: {error}"), style="red")
+                meter.advance(done[0])
         except KeyboardInterrupt as exc:
             tally.interrupted = Interrupted.of(exc)
         finally:
-            batches.close()
+            steps.close()
     tally.seconds = time.perf_counter() - tally.started
     return tally
 

@@ -22,7 +22,9 @@ from cnncli.cli.options import (
     EnginesOption,
     FormatOption,
     MaybeArchOption,
+    RayOption,
     ResizeOption,
+    ResultsFormatOption,
     TopOption,
     WeightsListOption,
     WeightsOption,
@@ -47,7 +49,7 @@ def classify(
     engine: EngineOption = Engine.auto,
     top: TopOption = 5,
     resize: ResizeOption = Resize.crop,
-    fmt: FormatOption = Format.table,
+    fmt: ResultsFormatOption = Format.table,
     batch_size: BatchSizeOption = 16,
     recursive: Annotated[
         bool, typer.Option("--recursive", "-r", help="Descend into subdirectories.")
@@ -60,18 +62,30 @@ def classify(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", metavar="FILE", help="Write the results to FILE."),
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE|DIR/",
+            help="Write the results to FILE (with --ray, DIR/: part files).",
+        ),
     ] = None,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Skip the images --output already holds; append the rest."),
     ] = False,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="List the files skipped in directories.")
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="List the files skipped in directories (--ray: Ray's lines)."
+        ),
     ] = False,
+    ray: RayOption = None,
+    part_size: Annotated[
+        int, typer.Option(metavar="N", min=1, help="Images per part file of --ray -o DIR/.")
+    ] = 1000,
 ) -> None:
     """Label photos with an ImageNet classifier; jsonl and csv stream as they go."""
-    from cnncli import pipeline, results_file
+    from cnncli import parts, pipeline, results_file
     from cnncli.engines import open_classifier, warn_if_random
     from cnncli.inputs import Inputs
     from cnncli.loader import Weights
@@ -80,13 +94,22 @@ def classify(
     record, source = registry.get(arch), Weights.parse(weights)
     if not images and files_from is None:
         raise UsageError("name the images to classify (files, directories, globs, --files-from)")
-    if resume and (output is None or fmt not in results_file.STREAMED):
-        raise UsageError("--resume needs --output FILE and --format jsonl or csv")
+    parts.check(output, fmt, ray is not None)
+    if resume and (output is None or fmt not in (*results_file.STREAMED, Format.parquet)):
+        raise UsageError(
+            "--resume needs --output FILE and --format jsonl or csv (or DIR/ and parquet, --ray)"
+        )
     warn_if_random(env, [(record, source)])
     inputs = Inputs(tuple(images or ()), recursive, files_from)
     inputs.check()
     job = pipeline.Job(inputs, source, top, resize, batch_size, fmt, output, resume, verbose)
-    tally = pipeline.run_job(env, job, lambda: open_classifier(record, source, engine, env))
+    if ray is None:
+        tally = pipeline.run_job(env, job, lambda: open_classifier(record, source, engine, env))
+    else:
+        from cnncli import cluster
+
+        on = cluster.Cluster.parse(ray, engine, verbose, part_size)
+        tally = on.run(env, job, lambda: open_classifier(record, source, Engine.litert, env))
     if tally.interrupted:
         raise tally.interrupted
     if tally.failed:
