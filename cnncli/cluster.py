@@ -547,17 +547,21 @@ def _write_block(batch: Any, folder: str, fmt: Any) -> Any:
 @dataclass(frozen=True)
 class Cluster:
     """Where `cnn classify --ray` runs, and how: the cluster's address (None: `RAY_ADDRESS`,
-    else a local instance), Ray's own lines shown or not, images per part file, and for a local
-    instance its CPUs and temp dir."""
+    else a local instance), Ray's own lines shown or not, whether `--output` is a folder of
+    part files and how many images each holds, and for a local instance its CPUs and temp
+    dir."""
 
     address: str | None = None
     verbose: bool = False
+    into_parts: bool = False
     part_size: int = PART_SIZE
     num_cpus: int | None = None
     temp_dir: Path | None = None
 
     @classmethod
-    def parse(cls, address: str, engine: Engine, verbose: bool, part_size: int) -> Cluster:
+    def parse(
+        cls, address: str, engine: Engine, verbose: bool, into_parts: bool, part_size: int
+    ) -> Cluster:
         """`--ray [ADDRESS]` as the user gave it; refused when Ray is not installed, with
         `--engine keras` (workers run LiteRT), or when ADDRESS is a path (the images, taken as
         the address when `--ray` comes before them)."""
@@ -570,7 +574,7 @@ class Cluster:
                 f"--ray took '{address}' as the cluster's address, but it is a file or folder: "
                 "put --ray after the images, or write --ray=ADDRESS"
             )
-        return cls(address or None, verbose, part_size)
+        return cls(address or None, verbose, into_parts, part_size)
 
     def connected(self) -> contextlib.AbstractContextManager[str]:
         return connected(self.address, self.num_cpus, self.temp_dir, self.verbose)
@@ -586,7 +590,7 @@ class Cluster:
         """A whole `cnn classify --ray` run: into part files with `--output DIR/`, else
         written by this process as a local run writes it (`pipeline.run_job`)."""
         sources = Sources.of(job.inputs)
-        if not parts.is_folder(job.output):
+        if not self.into_parts:
             return pipeline.run_job(env, job, open_classifier, partial(self.batches, sources))
         assert job.output is not None
         with parts.opened(job.output, job.fmt, job.resume) as folder:

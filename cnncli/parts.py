@@ -49,14 +49,13 @@ FORMATS = (Format.jsonl, Format.csv, Format.parquet)
 KEY_BYTES = 16
 
 
-def is_folder(output: Path | None) -> bool:
+def is_folder(output: str | None) -> bool:
     """Whether `--output` names a folder of part files: spelt `DIR/`, or an existing folder."""
-    return output is not None and (str(output).endswith(os.sep) or output.is_dir())
+    return output is not None and (output.endswith(os.sep) or os.path.isdir(output))
 
 
-def check(output: Path | None, fmt: Format, on_ray: bool) -> None:
-    """Refuse what only a cluster's run writes (a folder of parts, Parquet) anywhere else."""
-    folder = is_folder(output)
+def check(output: str | None, folder: bool, fmt: Format, on_ray: bool) -> None:
+    """Refuse what only a cluster's run writes (a `folder` of parts, Parquet) anywhere else."""
     if folder and not on_ray:
         raise UsageError(
             f"{output}: --output DIR/ (part files) is written by --ray runs only; "

@@ -61,7 +61,7 @@ def classify(
         ),
     ] = None,
     output: Annotated[
-        Path | None,
+        str | None,  # not a Path, which drops the slash of DIR/
         typer.Option(
             "--output",
             "-o",
@@ -94,7 +94,8 @@ def classify(
     record, source = registry.get(arch), Weights.parse(weights)
     if not images and files_from is None:
         raise UsageError("name the images to classify (files, directories, globs, --files-from)")
-    parts.check(output, fmt, ray is not None)
+    into_parts = parts.is_folder(output)
+    parts.check(output, into_parts, fmt, ray is not None)
     if resume and (output is None or fmt not in (*results_file.STREAMED, Format.parquet)):
         raise UsageError(
             "--resume needs --output FILE and --format jsonl or csv (or DIR/ and parquet, --ray)"
@@ -102,13 +103,14 @@ def classify(
     warn_if_random(env, [(record, source)])
     inputs = Inputs(tuple(images or ()), recursive, files_from)
     inputs.check()
-    job = pipeline.Job(inputs, source, top, resize, batch_size, fmt, output, resume, verbose)
+    destination = Path(output) if output is not None else None
+    job = pipeline.Job(inputs, source, top, resize, batch_size, fmt, destination, resume, verbose)
     if ray is None:
         tally = pipeline.run_job(env, job, lambda: open_classifier(record, source, engine, env))
     else:
         from cnncli import cluster
 
-        on = cluster.Cluster.parse(ray, engine, verbose, part_size)
+        on = cluster.Cluster.parse(ray, engine, verbose, into_parts, part_size)
         tally = on.run(env, job, lambda: open_classifier(record, source, Engine.litert, env))
     if tally.interrupted:
         raise tally.interrupted
