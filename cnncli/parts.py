@@ -80,8 +80,8 @@ def done_key(image: str) -> bytes:
 
 
 def done_keys(images: Iterable[str]) -> np.ndarray:
-    """`done_key` of each image, as a sorted array that `np.isin` searches."""
-    return np.sort(np.array([done_key(i) for i in images], dtype=f"S{KEY_BYTES}"))
+    """`done_key` of each image, once each, as a sorted array that `np.isin` searches."""
+    return np.unique(np.array([done_key(i) for i in images], dtype=f"S{KEY_BYTES}"))
 
 
 def part_name(images: Sequence[str], fmt: Format) -> str:
