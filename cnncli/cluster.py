@@ -61,6 +61,9 @@ from cnncli.quiet import native_output_silenced
 #: otherwise; this variable is its single-machine mode (no other node can join).
 LOOPBACK = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
+#: The names of this machine's loopback interface in a cluster's address.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
 #: Part files written at once. Writing takes no CPU a model would use (so the tasks ask for
 #: none, and never wait for a CPU the actors hold); more writers would only contend for the disk.
 WRITERS = 4
@@ -88,12 +91,12 @@ def available() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
-def import_ray(local: bool, verbose: bool) -> Any:
-    """Ray, imported for a local instance bound to loopback when `local` (see `LOOPBACK`), and
-    with its native (C++) log lines off this process's stderr unless `verbose`: the driver's
-    core worker writes warnings there that no Python logging setting reaches. Both are
+def import_ray(loopback: bool, verbose: bool) -> Any:
+    """Ray, imported in single-machine mode when the instance is on loopback (see `LOOPBACK`),
+    and with its native (C++) log lines off this process's stderr unless `verbose`: the
+    driver's core worker writes warnings there that no Python logging setting reaches. Both are
     environment variables Ray reads as it starts, hence set here, before any import of it."""
-    if local:
+    if loopback:
         os.environ.setdefault(*LOOPBACK)
     if not verbose:
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
@@ -121,7 +124,7 @@ def connected(
     it goes to stderr, never among the results."""
     address = address or os.environ.get("RAY_ADDRESS") or None
     local = address in (None, "local")
-    ray = import_ray(local, verbose)
+    ray = import_ray(local or on_loopback(address), verbose)
     options: dict[str, Any] = {
         "log_to_driver": verbose,
         "logging_level": "INFO" if verbose else "ERROR",
@@ -144,6 +147,14 @@ def connected(
         finally:
             with _quiet(verbose):
                 ray.shutdown()
+
+
+def on_loopback(address: str) -> bool:
+    """Whether `address` names an instance on this machine's loopback: Ray, unless in
+    single-machine mode, connects to the machine's own address instead, where such an instance
+    does not listen (the run would wait for it, retrying, for minutes)."""
+    host = address.split("://")[-1].rsplit(":", 1)[0].strip("[]")
+    return host in LOOPBACK_HOSTS
 
 
 def _quiet(verbose: bool) -> contextlib.AbstractContextManager[None]:
@@ -284,14 +295,15 @@ def _list_blocks(shard: Inputs, plan: Plan, done: Any) -> Iterator[Any]:
     for entry in entries(shard):
         block.append(entry)
         if len(block) == plan.batch_size:
-            yield _entries_table(block, held, pa)
+            yield entries_table(block, held, pa)
             block = []
     if block:
-        yield _entries_table(block, held, pa)
+        yield entries_table(block, held, pa)
 
 
-def _entries_table(block: list[Entry], held: np.ndarray | None, pa: Any) -> Any:
-    """Names travel as bytes: Arrow strings are UTF-8, and a Linux name may be any bytes."""
+def entries_table(block: list[Entry], held: np.ndarray | None, pa: Any) -> Any:
+    """A listed block, what an actor takes, without the images `held` (done keys) unless they
+    failed. Names travel as bytes: Arrow strings are UTF-8, and a Linux name may be any bytes."""
     if held is not None and len(held):
         keys = np.array([parts.done_key(e.image) for e in block], dtype=held.dtype)
         hits = np.isin(keys, held)

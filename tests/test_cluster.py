@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,8 +68,19 @@ class Instance:
 @pytest.fixture(scope="module")
 def instance():
     """The module's Ray instance; a short temp dir (Ray's socket paths must stay under the 107
-    bytes a Unix socket name may have)."""
-    temp = Path(tempfile.mkdtemp(prefix="cnnray-"))
+    bytes a Unix socket name may have). Ray gives an instance it starts token authentication
+    (the token in ~/.ray/auth_token, created if missing), and a driver given an address uses
+    the token only when told to: `RAY_AUTH_MODE=token`, as a user of such a cluster sets it.
+    Once the instance is up, a driver's attempts to connect are bounded (by default they take
+    minutes)."""
+    with pytest.MonkeyPatch.context() as environment:
+        environment.setenv("RAY_AUTH_MODE", "token")
+        temp = Path(tempfile.mkdtemp(prefix="cnnray-"))
+        yield from held(temp, environment)
+
+
+def held(temp: Path, environment: pytest.MonkeyPatch) -> Iterator[Instance]:
+    """The instance the helper started in `temp`, until it is stopped."""
     with (temp / "helper.log").open("wb") as log:
         helper = subprocess.Popen(
             [sys.executable, "-c", HOLD, str(temp)],
@@ -84,6 +95,7 @@ def instance():
         ready, _, _ = select.select([helper.stdout], [], [], RUN_TIMEOUT)
         address = helper.stdout.readline().decode().strip() if ready else ""
         assert address, f"no Ray instance: {(temp / 'helper.log').read_text()[-2000:]}"
+        environment.setenv("RAY_gcs_server_port_wait_time_s", "3")
         yield Instance(address, temp, helper.pid)
     finally:
         stop(helper)
@@ -109,9 +121,7 @@ class Model:
     cache: Path
 
     def args(self, *args: object) -> list[str]:
-        return [
-            "classify", *map(str, args), "-a", ARCH, "-w", str(self.weights), "-k", str(TOP)
-        ]  # fmt: skip
+        return ["classify", *map(str, args), "-a", ARCH, "-w", str(self.weights), "-k", str(TOP)]
 
     def run(self, *args: object):
         """`cnn classify ARGS` in this process (the in-process runner of the `cli` fixture)."""
@@ -170,9 +180,10 @@ def assert_same_records(got: list[dict], want: list[dict]) -> None:
 def cnn_lines(stderr: str) -> list[str]:
     """stderr's lines that are not cnn's own (which start `cnn: ` or are the closing line)."""
     return [
-        line for line in stderr.splitlines()
+        line
+        for line in stderr.splitlines()
         if not line.startswith("cnn: ") and " classified, " not in line
-    ]  # fmt: skip
+    ]
 
 
 def test_a_local_instance_listens_on_loopback_only(instance):
@@ -247,15 +258,31 @@ def test_parquet_parts_resume_to_hold_every_image_once(instance, model, photos, 
     held are skipped, the failed one (its error record dropped first) is classified again."""
     out = f"{tmp_path}/parts/"
     first = model.run(
-        photos / "img_000*.jpg", photos / "broken.jpg", "--ray", instance.address,
-        "-f", "parquet", "-o", out, "--part-size", "4",
-    )  # fmt: skip
+        photos / "img_000*.jpg",
+        photos / "broken.jpg",
+        "--ray",
+        instance.address,
+        "-f",
+        "parquet",
+        "-o",
+        out,
+        "--part-size",
+        "4",
+    )
     assert first.exit_code == 1
     assert first.stderr.splitlines()[-1].startswith("10 classified, 1 failed")
     again = model.run(
-        photos, "--ray", instance.address, "-f", "parquet", "-o", out, "--part-size", "8",
+        photos,
+        "--ray",
+        instance.address,
+        "-f",
+        "parquet",
+        "-o",
+        out,
+        "--part-size",
+        "8",
         "--resume",
-    )  # fmt: skip
+    )
     assert again.exit_code == 1 and cnn_lines(again.stderr) == []
     closing = again.stderr.splitlines()[-1]
     assert closing.startswith("38 classified, 2 failed") and closing.endswith(
@@ -312,13 +339,16 @@ def actor_processes(temp: Path) -> list[int]:
             commands[int(proc.name)] = (proc / "cmdline").read_bytes()
             children.setdefault(parent, []).append(int(proc.name))
     raylets = [
-        pid for pid, command in commands.items()
+        pid
+        for pid, command in commands.items()
         if b"raylet" in command and os.fsencode(temp) in command
-    ]  # fmt: skip
+    ]
     return [
-        pid for raylet in raylets for pid in children.get(raylet, [])
+        pid
+        for raylet in raylets
+        for pid in children.get(raylet, [])
         if commands.get(pid, b"").startswith(ACTOR_TITLE)
-    ]  # fmt: skip
+    ]
 
 
 def waited(condition: Callable[[], object], what: str) -> object:
@@ -347,17 +377,29 @@ def loads_tensorflow(pid: int) -> bool:
 
 def test_killed_actors_and_ctrl_c_leave_every_image_exactly_once(instance, model, local, tmp_path):
     """A run fed a third of 240 images at a time (`Feed`): once a part is written, both model
-    actors are killed (SIGKILL) and Ray starts new ones; once the first two thirds are written,
-    the driver gets SIGINT. It exits 130 with cnn's lines alone, its actors go, its parts hold
-    those images once each; `--resume` then completes them, each once."""
+    actors are killed (SIGKILL) and Ray starts new ones; once parts hold images of the second
+    third (not all of them: up to a block of names and a part's worth of results wait in the
+    pipeline for rows that only the last third would bring), the driver gets SIGINT. It exits
+    130 with cnn's lines alone, its actors go, its parts hold those images once each; `--resume`
+    then completes them, each once."""
     library = tmp_path / "library"
     images = sorted(str(p) for p in write_jpegs(library, 240))
     feed = Feed(tmp_path, images)
     out = tmp_path / "parts"
     driver = model.process(
-        "--files-from", feed.path, "--ray", instance.address, "-f", "jsonl", "-o", f"{out}/",
-        "-b", "2", "--part-size", "4",
-    )  # fmt: skip
+        "--files-from",
+        feed.path,
+        "--ray",
+        instance.address,
+        "-f",
+        "jsonl",
+        "-o",
+        f"{out}/",
+        "-b",
+        "2",
+        "--part-size",
+        "4",
+    )
     try:
         waited(lambda: part_images(out), "a first part")
         killed = waited(lambda: actor_processes(instance.temp), "the model actors")
@@ -366,7 +408,7 @@ def test_killed_actors_and_ctrl_c_leave_every_image_exactly_once(instance, model
             os.kill(pid, signal.SIGKILL)
         waited(lambda: set(actor_processes(instance.temp)) - set(killed), "new actors")
         feed.release()
-        waited(lambda: len(part_images(out)) >= 160, "the first two thirds in parts")
+        waited(lambda: len(part_images(out)) > 80, "images of the second third in parts")
         driver.send_signal(signal.SIGINT)
         stdout, stderr = driver.communicate(timeout=RUN_TIMEOUT)
     finally:
@@ -378,7 +420,7 @@ def test_killed_actors_and_ctrl_c_leave_every_image_exactly_once(instance, model
     assert stderr.splitlines()[-1] == "cnn: error: interrupted"
     waited(lambda: not actor_processes(instance.temp), "the job's actors to go")
     interrupted = part_images(out)
-    assert 160 <= len(interrupted) < 240 and set(interrupted.values()) == {1}
+    assert 80 < len(interrupted) < 240 and set(interrupted.values()) == {1}
     resumed = model.run(library, "--ray", instance.address, "-f", "jsonl", "-o", out, "--resume")
     assert resumed.exit_code == 0, resumed.stderr
     assert part_images(out) == Counter(images)

@@ -181,3 +181,11 @@ def test_options_a_cluster_cannot_honour_are_one_line(cli, tmp_path, args, messa
     assert run.exit_code == 2, run.stderr
     lines = [line for line in run.stderr.splitlines() if "random weights" not in line]
     assert lines == [lines[0]] and lines[0].startswith("cnn: error: ") and message in lines[0]
+
+
+def test_the_help_of_ray_names_the_extra_to_install(cli):
+    """Rich reads `[ray]` in a help text as markup and drops it unless it is escaped."""
+    run = cli("classify", "--help")
+    assert run.exit_code == 0
+    text = run.stdout + run.stderr  # (the runner's own output: Click prints the help there)
+    assert 'install "cnncli[ray]"' in " ".join(text.replace("│", " ").split())

@@ -97,7 +97,7 @@ RayOption = Annotated[
         "--ray",
         metavar="[ADDRESS]",
         help="Run on a Ray cluster: ADDRESS, else $RAY_ADDRESS, else a local instance "
-        '(pip install "cnncli[ray]").',
+        '(pip install "cnncli\\[ray]").',
     ),
 ]
 
