@@ -181,7 +181,7 @@ class Job:
 
 #: How a run turns its inputs into batches of results in input order, given the classifier, the
 #: output (whose images are not classified again) and where discovery reports what it passes
-#: over: `local_batches` on this machine, or a cluster's (`cluster.RayRun.batches`).
+#: over: `local_batches` on this machine, or a cluster's (`cluster.Cluster.batches`).
 Batches = Callable[
     [Environment, Job, Classifier, results_file.Output, Skipped],
     Generator[list[ImageResult], None, None],

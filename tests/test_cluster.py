@@ -7,7 +7,7 @@ One Ray instance serves the module: a helper process starts it as `cnn classify 
 an address does (`cluster.connected`: 127.0.0.1 only, 2 CPUs, its own temp dir) and holds it
 until the module's teardown closes its stdin. The model is a seeded MobileNet-0.25, converted
 once into a module cache by the local run the others are compared with. Every run and wait is
-bounded by `RUN_TIMEOUT`. About 3 minutes on a busy 2-core machine.
+bounded by `RUN_TIMEOUT`. About 2 minutes on a busy 2-core machine (115 s at load 5-6).
 """
 
 from __future__ import annotations
