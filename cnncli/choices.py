@@ -58,6 +58,17 @@ class Format(Choice):
     json = "json"
     jsonl = "jsonl"
     csv = "csv"
+    #: Part files only (`cnn classify --ray --output DIR/`): a table format, not a stream.
+    parquet = "parquet"
+
+    @classmethod
+    def printed(cls) -> tuple[Format, ...]:
+        """The formats any command prints (`output.emit`): all but the part files' own."""
+        return tuple(member for member in cls if member is not cls.parquet)
+
+    @classmethod
+    def metavar(cls) -> str:
+        return "|".join(member.value for member in cls.printed())
 
 
 class Precision(Choice):

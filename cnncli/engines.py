@@ -91,6 +91,13 @@ def open_classifier(
     return Opening(network, env, precision, calibrate).open(choice)
 
 
+def flatbuffer(classifier: Classifier) -> bytes:
+    """The LiteRT model a classifier runs, for workers that load it without TensorFlow."""
+    if not isinstance(classifier.forward, litert.Runner):
+        raise CnnError(f"{classifier.arch.name} runs on {classifier.engine}, not on LiteRT")
+    return classifier.forward.flatbuffer
+
+
 def check_precision(choice: Engine, precision: Precision, calibrate: str | None) -> None:
     """Refuse the combinations that cannot run, before anything is loaded or written."""
     if precision is Precision.int8 and choice is Engine.keras:
@@ -194,7 +201,7 @@ class Opening:
         if path is not None:
             try:
                 cache.verify(path)
-                return self.classifier(_runner(path, network.record), litert.NAME, path)
+                return self.classifier(load_runner(path, network.record), litert.NAME, path)
             except (ValueError, RuntimeError) as exc:  # a `ChangedEntry`, or a file LiteRT refuses
                 env.warn(f"cache entry {path.name} is unusable ({exc}); rebuilding it")
                 cache.discard(path)
@@ -208,7 +215,7 @@ class Opening:
                 return self.classifier(keras_forward(model), "keras")
             env.warn(f"{exc}; converting {name} for this run only")
             return self.uncached()
-        return self.classifier(_runner(path, network.record), litert.NAME, path)
+        return self.classifier(load_runner(path, network.record), litert.NAME, path)
 
     def uncached(self) -> Classifier:
         """Convert into a temporary folder; the runner keeps the flatbuffer mapped after it goes."""
@@ -242,9 +249,10 @@ class Opening:
                 ) from exc
 
 
-def _runner(path: Path, arch: Arch) -> litert.Runner:
-    """Load a cached flatbuffer, refusing one whose input does not match the record."""
-    runner = litert.Runner(path)
+def load_runner(model: Path | bytes, arch: Arch, threads: int | None = None) -> litert.Runner:
+    """Load a flatbuffer (a cache entry, or the bytes a cluster's worker was sent), refusing
+    one whose input does not match the record."""
+    runner = litert.Runner(model, threads)
     if runner.input_size != arch.input_size:
         raise ValueError(f"input {runner.input_size} px, expected {arch.input_size}")
     return runner

@@ -38,14 +38,19 @@ def convert(model: Any, path: Path) -> None:
 
 
 class Runner:
-    """A loaded flatbuffer: batches of preprocessed pixels in, scores out."""
+    """A loaded flatbuffer: batches of preprocessed pixels in, scores out.
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    The runtime reads the model in place from the bytes it is given, which the runner keeps
+    (`flatbuffer`): what a cluster's workers are sent is the very model this runner runs,
+    whatever produced it (the cache, a conversion for one run)."""
+
+    def __init__(self, model: Path | bytes, threads: int | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
+        self.flatbuffer = model if isinstance(model, bytes) else model.read_bytes()
         with native_output_silenced():  # the runtime announces its XNNPACK delegate on fd 2
             self.interpreter = Interpreter(
-                model_path=str(path), num_threads=threads or os.cpu_count() or 1
+                model_content=self.flatbuffer, num_threads=threads or os.cpu_count() or 1
             )
         self.input = self.interpreter.get_input_details()[0]["index"]
         self.output = self.interpreter.get_output_details()[0]["index"]

@@ -24,7 +24,7 @@ from rich.console import RenderableType
 
 from cnncli.choices import Format
 from cnncli.env import Environment
-from cnncli.errors import CnnError
+from cnncli.errors import CnnError, UsageError
 
 CsvRows = tuple[Sequence[str], Iterable[Sequence[Any]]]
 
@@ -37,6 +37,11 @@ def emit(
     rows: Callable[[], CsvRows],
 ) -> None:
     """Write the result in format `fmt`; only the chosen representation is computed."""
+    if fmt not in Format.printed():
+        raise UsageError(
+            f"--format {fmt.value} writes part files: only `cnn classify --ray --output DIR/` "
+            f"takes it (choose {', '.join(f.value for f in Format.printed())})"
+        )
     stdout = Escaped(env.stdout)
     if fmt is Format.json:
         stdout.write(to_json(document, indent=2) + "\n")

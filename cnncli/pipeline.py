@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from cnncli.engines import Classifier, Opening
 from cnncli.env import Environment
 from cnncli.errors import STOP_SIGNALS, InputError, Interrupted, message
 from cnncli.images import load_array, pixels
-from cnncli.inputs import Entry, Inputs, SkippedFolders
+from cnncli.inputs import Entry, Inputs, Skipped, SkippedFolders
 from cnncli.labels import ScoresError
 from cnncli.networks import Network, resize_for
 from cnncli.output import emit
@@ -41,6 +42,8 @@ from cnncli.progress import Meter, progress
 #: Batches decoded ahead of the one the model runs: enough to keep it busy, few enough that
 #: memory stays a few batches of pixels.
 LOOKAHEAD = 2
+
+T = TypeVar("T")
 
 
 #: One image in a stream: its name, and its array (decoded pixels, or scores), or the reason
@@ -67,10 +70,10 @@ def stream(
     resize: Resize,
     batch_size: int,
 ) -> Iterator[list[ImageResult]]:
-    """Each image's `top` classes (`scored`, decoded by the classifier's labels), a batch at a
-    time, in input order; an image that cannot be read or scored is a result with its error."""
-    for batch in scored(classifier, entries, resize, batch_size):
-        yield [_result(classifier, image, value, top) for image, value in batch]
+    """Each image's `top` classes (`infer_batch`), a batch at a time, in input order; an image
+    that cannot be read or scored is a result with its error."""
+    for batch in decoded(entries, classifier.arch.input_size, resize, batch_size):
+        yield infer_batch(classifier, batch, top)
 
 
 def scored(
@@ -78,9 +81,7 @@ def scored(
 ) -> Iterator[list[Item]]:
     """Each image's scores over the classifier's classes, a batch at a time, in input order."""
     for batch in decoded(entries, classifier.arch.input_size, resize, batch_size):
-        pixels = [value for _, value in batch if not isinstance(value, str)]
-        scores = iter(classifier.scores(np.stack(pixels)) if pixels else [])
-        yield [(image, value if isinstance(value, str) else next(scores)) for image, value in batch]
+        yield score_batch(classifier, batch)
 
 
 def decoded(
@@ -99,7 +100,7 @@ def decoded(
     pending: deque[list[tuple[str, Future[np.ndarray | str]]]] = deque()
     try:
         for chunk in _chunks(entries, batch_size):
-            pending.append([(e.image, pool.submit(_decode, e, size, resize)) for e in chunk])
+            pending.append([(e.image, pool.submit(decode_entry, e, size, resize)) for e in chunk])
             if len(pending) > LOOKAHEAD:
                 yield [(image, future.result()) for image, future in pending.popleft()]
         while pending:
@@ -114,9 +115,10 @@ def _chunks(entries: Iterable[Entry], size: int) -> Iterator[list[Entry]]:
         yield chunk
 
 
-def _decode(entry: Entry, size: int, resize: Resize) -> np.ndarray | str:
+def decode_entry(entry: Entry, size: int, resize: Resize) -> np.ndarray | str:
     """The model's input for one entry, or why there is none. Whatever a file holds, its
-    failure is its own: an unexpected exception from a decoder is reported, not raised."""
+    failure is its own: an unexpected exception from a decoder is reported, not raised.
+    The one decoding step of every run, here or in a cluster's workers (`cluster.Infer`)."""
     if entry.error is not None:
         return entry.error
     try:
@@ -127,6 +129,22 @@ def _decode(entry: Entry, size: int, resize: Resize) -> np.ndarray | str:
         return exc.reason
     except Exception as exc:
         return f"cannot decode image ({type(exc).__name__}: {exc})"
+
+
+def infer_batch(classifier: Classifier, batch: list[Item], top: int) -> list[ImageResult]:
+    """One decoded batch (`decoded`'s) through the model, each image's `top` classes decoded by
+    the classifier's labels and tagged with its model, errors kept in place: what `stream` and
+    a cluster's model actors (`cluster.Infer`) run, so both write the same records."""
+    scored = score_batch(classifier, batch)
+    return [_result(classifier, image, value, top) for image, value in scored]
+
+
+def score_batch(classifier: Classifier, batch: list[Item]) -> list[Item]:
+    """One decoded batch's scores over the classifier's classes (one forward pass), errors kept
+    in place."""
+    pixels = [value for _, value in batch if not isinstance(value, str)]
+    scores = iter(classifier.scores(np.stack(pixels)) if pixels else [])
+    return [(image, value if isinstance(value, str) else next(scores)) for image, value in batch]
 
 
 def _result(classifier: Classifier, image: str, scores: np.ndarray | str, top: int) -> ImageResult:
@@ -140,6 +158,15 @@ def _result(classifier: Classifier, image: str, scores: np.ndarray | str, top: i
         return ImageResult(image, classifier.tag, error=str(exc))
 
 
+#: What one step of a run wrote: its number of images, and the failed ones with their errors.
+Written = tuple[int, Sequence[tuple[str, str]]]
+
+
+def written(results: Sequence[ImageResult]) -> Written:
+    """What a batch of results counts for in a run's tally and error lines."""
+    return len(results), [(r.image, r.error) for r in results if r.error is not None]
+
+
 @dataclass
 class Tally:
     """How a run went: images classified, images failed, time, and what cut it short if anything
@@ -151,10 +178,10 @@ class Tally:
     started: float = field(default_factory=time.perf_counter)
     seconds: float = 0.0
 
-    def add(self, results: Sequence[ImageResult]) -> None:
-        failed = sum(r.error is not None for r in results)
-        self.failed += failed
-        self.classified += len(results) - failed
+    def add(self, done: Written) -> None:
+        images, failures = done
+        self.failed += len(failures)
+        self.classified += images - len(failures)
 
     def line(self) -> str:
         """The one-line summary: counts, elapsed time and throughput."""
@@ -184,20 +211,48 @@ class Job:
     calibrate: str | None = None
 
 
-def run_job(env: Environment, job: Job) -> Tally:
-    """Every image of `job` through its model, opened once the output file is checked, locked
-    and read for `--resume` (which refuses a file of another model's results), so a file that
-    must not be written fails before any model loads. jsonl and csv are written a batch at a
-    time, table and json as one document at the end, once the progress display is gone; a note
-    of the subfolders left out (without --recursive) and the closing summary go to stderr."""
+#: How a run turns its inputs into batches of results in input order, given the classifier, the
+#: output (whose images are not classified again) and where discovery reports what it passes
+#: over: `local_batches` on this machine, or a cluster's (`cluster.Cluster.batches`).
+Batches = Callable[
+    [Environment, Job, Classifier, results_file.Output, Skipped],
+    Generator[list[ImageResult], None, None],
+]
+
+
+def local_batches(
+    env: Environment,
+    job: Job,
+    classifier: Classifier,
+    output: results_file.Output,
+    skipped: Skipped,
+) -> Generator[list[ImageResult], None, None]:
+    """This machine's: discovery (minus what `output` holds or is) decoded ahead by `stream`."""
+    entries = output.fresh(job.inputs.entries(env.stdin, skipped), skipped)
+    return stream(classifier, entries, job.top, job.resize, job.batch_size)
+
+
+def prepared(env: Environment, job: Job) -> tuple[Job, Opening]:
+    """`job` with its resize policy settled (`networks.resize_for`), and its model's `Opening`,
+    whose tag the output is checked against before the model loads."""
     job = replace(job, resize=resize_for(job.network, job.resize, env))
+    return job, Opening(job.network, env, job.precision, job.calibrate)
+
+
+def run_job(env: Environment, job: Job, batches: Batches = local_batches) -> Tally:
+    """Every image of `job` through its model, in `batches`, the model opened once the output
+    file is checked, locked and read for `--resume` (which refuses a file of another model's
+    results), so a file that must not be written fails before any model loads. jsonl and csv
+    are written a batch at a time, table and json as one document at the end, once the progress
+    display is gone; a note of the subfolders left out (without --recursive) and the closing
+    summary go to stderr."""
+    job, opening = prepared(env, job)
     folders = SkippedFolders()
-    opening = Opening(job.network, env, job.precision, job.calibrate)
     arguments = job.inputs.arguments
     with results_file.opened(job.output, job.fmt, job.resume, opening.tag, arguments) as output:
         classifier = opening.open(job.engine)
         with output.writing(env, job.fmt, job.resume) as out:
-            tally, results = _classify(out, job, classifier, output, folders)
+            tally, results = _classify(out, job, classifier, output, folders, batches)
             if job.fmt not in results_file.STREAMED and not tally.interrupted:
                 emit(
                     out,
@@ -209,9 +264,14 @@ def run_job(env: Environment, job: Job) -> Tally:
     if note := folders.note():
         env.note(note)
     if env.stderr_isatty or job.fmt in results_file.STREAMED or job.output is not None:
-        held = f"; {len(output.already):,} already in {job.output}" if output.already else ""
-        env.say(tally.line() + held)
+        say_closing(env, tally, len(output.already), job.output)
     return tally
+
+
+def say_closing(env: Environment, tally: Tally, already: int, output: object) -> None:
+    """The closing line on stderr: the tally, and the images `output` already held."""
+    held = f"; {already:,} already in {output}" if already else ""
+    env.say(tally.line() + held)
 
 
 def _classify(
@@ -220,6 +280,7 @@ def _classify(
     classifier: Classifier,
     output: results_file.Output,
     folders: SkippedFolders,
+    batches: Batches,
 ) -> tuple[Tally, list[ImageResult]]:
     """The run behind a progress display: streamed formats written as batches come, the
     results of the others returned to be printed after the display has gone; the subfolders
@@ -233,36 +294,35 @@ def _classify(
                 meter.print(message("note", f"skipped {path}: {why}"))
 
         meter.count_total(lambda: job.inputs.count(output))
-        entries = output.fresh(job.inputs.entries(env.stdin, skipped), skipped)
-        batches = stream(classifier, entries, job.top, job.resize, job.batch_size)
+        found = batches(env, job, classifier, output, skipped)
         streamed = job.fmt in results_file.STREAMED
         write = results_file.Writer(env.stdout, job.fmt).write if streamed else results.extend
-        return _drive(batches, write, meter), results
+
+        def step(batch: list[ImageResult]) -> Written:
+            write(batch)
+            return written(batch)
+
+        return drive(found, step, meter), results
 
 
-def _drive(
-    batches: Generator[list[ImageResult], None, None],
-    write: Callable[[list[ImageResult]], None],
-    meter: Meter,
-) -> Tally:
-    """Drive `batches` to `write`, reporting each failure; end cleanly when interrupted."""
+def drive(steps: Generator[T, None, None], write: Callable[[T], Written], meter: Meter) -> Tally:
+    """Drive `steps` through `write` (a batch written to the output, or a part a cluster wrote,
+    counted), reporting each failure; end cleanly when interrupted, closing `steps` (a generator
+    stops its work: the decoders here, the cluster's job there)."""
     tally = Tally()
     with stop_signals() as signals:
         try:
-            for batch in batches:
+            for step in steps:
                 with signals.deferred():
-                    write(batch)
-                    tally.add(batch)
-                for result in batch:
-                    if result.error is not None:
-                        meter.print(
-                            message("error", f"{result.image}: {result.error}"), style="red"
-                        )
-                meter.advance(len(batch))
+                    done = write(step)
+                    tally.add(done)
+                for image, error in done[1]:
+                    meter.print(message("error", f"{image}: {error}"), style="red")
+                meter.advance(done[0])
         except KeyboardInterrupt as exc:
             tally.interrupted = Interrupted.of(exc)
         finally:
-            batches.close()
+            steps.close()
     tally.seconds = time.perf_counter() - tally.started
     return tally
 

@@ -188,7 +188,7 @@ class Output:
             ) from exc
         copy = open(fd, "r+b")  # noqa: SIM115 (it replaces self.file for the rest of the run)
         try:
-            _lock(copy, self.path)
+            lock(copy, self.path)
             self._copy_kept(copy, fmt)
             os.fsync(fd)
             os.chmod(temporary, mode)
@@ -203,10 +203,10 @@ class Output:
 
     def _copy_kept(self, copy: BinaryIO, fmt: Format) -> None:
         assert self.file is not None and self.path is not None
-        start, records = _records(self.file, self.path, fmt)
+        start, found = records(self.file, self.path, fmt)
         copy.write(CSV_HEADER_LINE[:start])  # the header, when there is one
         end = start
-        for record in records:
+        for record in found:
             end += len(record.raw)
             if end > self.contents.keep:
                 break
@@ -287,7 +287,7 @@ def _open_locked(path: Path) -> BinaryIO:
         try:
             if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
                 return file
-            _lock(file, path)
+            lock(file, path)
             if _leads_to(path, file):
                 return file
         except BaseException:
@@ -304,7 +304,9 @@ def _leads_to(path: Path, file: BinaryIO) -> bool:
         return False
 
 
-def _lock(file: BinaryIO, path: Path) -> None:
+def lock(file: BinaryIO, path: Path) -> None:
+    """Hold `file` (which stands for `path`: a results file, or the lock file of a folder of
+    part files) for this process, or stop: another cnn is writing there."""
     if fcntl is None:
         return
     try:
@@ -349,10 +351,10 @@ def _at_start(stream: TextIO) -> bool:
 def _scan(file: BinaryIO, path: Path, fmt: Format) -> Contents:
     """FILE's images and error records, and where to cut: after the last whole line and, in
     CSV, before the last image's rows, which a crash can leave short of `--top` rows."""
-    start, records = _records(file, path, fmt)
+    start, found = records(file, path, fmt)
     contents = Contents(start, start)
     end, last = start, None
-    for record in records:
+    for record in found:
         contents.models.add(record.model)  # the CSV rows cut to be redone were its answers too
         if fmt is Format.jsonl or last is None or record.image != last.image:
             if last is not None:
@@ -366,9 +368,10 @@ def _scan(file: BinaryIO, path: Path, fmt: Format) -> Contents:
     return contents
 
 
-def _records(file: BinaryIO, path: Path, fmt: Format) -> tuple[int, Iterator[Record]]:
+def records(file: BinaryIO, path: Path, fmt: Format) -> tuple[int, Iterator[Record]]:
     """Where FILE's records begin, and its whole records from there; raises when FILE is not
-    cnn's, including a last line that no crash of cnn could have left."""
+    cnn's, including a last line that no crash of cnn could have left. What `--resume` reads,
+    here and in each part file of a cluster's run (`parts`)."""
     file.seek(0)
     if fmt is Format.jsonl:
         return 0, _jsonl_records(file, path)

@@ -23,7 +23,7 @@ from typer.core import TyperArgument, TyperGroup
 from typer.core import _click as click
 
 from cnncli import __version__, quiet
-from cnncli.cli.options import DebugOption
+from cnncli.cli.options import DebugOption, optional_values
 from cnncli.env import Environment
 from cnncli.errors import STOP_SIGNALS, CnnError, ExitStatus, Interrupted
 
@@ -43,6 +43,7 @@ class CnnGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         """Click's main, with its usage errors reported the way cnn reports every error."""
+        args = optional_values(list(sys.argv[1:] if args is None else args))
         try:
             status = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.NoArgsIsHelpError:  # the help is already printed

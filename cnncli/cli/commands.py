@@ -30,7 +30,9 @@ from cnncli.cli.options import (
     ModelsOption,
     PrecisionOption,
     PrecisionsOption,
+    RayOption,
     ResizeOption,
+    ResultsFormatOption,
     TopOption,
     WeightsListOption,
     WeightsOption,
@@ -59,7 +61,7 @@ def classify(
     calibrate: CalibrateOption = None,
     top: TopOption = 5,
     resize: ResizeOption = None,
-    fmt: FormatOption = Format.table,
+    fmt: ResultsFormatOption = Format.table,
     batch_size: BatchSizeOption = 16,
     recursive: Annotated[
         bool, typer.Option("--recursive", "-r", help="Descend into subdirectories.")
@@ -71,20 +73,32 @@ def classify(
         ),
     ] = None,
     output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", metavar="FILE", help="Write the results to FILE."),
+        str | None,  # not a Path, which drops the slash of DIR/
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE|DIR/",
+            help="Write the results to FILE (with --ray, DIR/: part files).",
+        ),
     ] = None,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Skip the images --output already holds; append the rest."),
     ] = False,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="List the files skipped in directories.")
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="List the files skipped in directories (--ray: Ray's lines)."
+        ),
     ] = False,
+    ray: RayOption = None,
+    part_size: Annotated[
+        int, typer.Option(metavar="N", min=1, help="Images per part file of --ray -o DIR/.")
+    ] = 1000,
 ) -> None:
     """Label photos with an ImageNet classifier or a trained model; jsonl and csv stream as they
     go."""
-    from cnncli import pipeline, results_file
+    from cnncli import parts, pipeline, results_file
     from cnncli.engines import check_precision
     from cnncli.inputs import Inputs
     from cnncli.networks import named, warn_if_random
@@ -93,12 +107,17 @@ def classify(
     network = named(*_typed(ctx, arch=arch, weights=weights), model)
     if not images and files_from is None:
         raise UsageError("name the images to classify (files, directories, globs, --files-from)")
-    if resume and (output is None or fmt not in results_file.STREAMED):
-        raise UsageError("--resume needs --output FILE and --format jsonl or csv")
+    into_parts = parts.is_folder(output)
+    parts.check(output, into_parts, fmt, ray is not None)
+    if resume and (output is None or fmt not in (*results_file.STREAMED, Format.parquet)):
+        raise UsageError(
+            "--resume needs --output FILE and --format jsonl or csv (or DIR/ and parquet, --ray)"
+        )
     check_precision(engine, precision, calibrate)
     warn_if_random(env, [network])
     inputs = Inputs(tuple(images or ()), recursive, files_from)
     inputs.check()
+    destination = Path(output) if output is not None else None
     job = pipeline.Job(
         inputs,
         network,
@@ -107,13 +126,19 @@ def classify(
         resize,
         batch_size,
         fmt,
-        output,
+        destination,
         resume,
         verbose,
         precision,
         calibrate,
     )
-    tally = pipeline.run_job(env, job)
+    if ray is None:
+        tally = pipeline.run_job(env, job)
+    else:
+        from cnncli import cluster
+
+        on = cluster.Cluster.parse(ray, engine, verbose, into_parts, part_size)
+        tally = on.run(env, job)
     if tally.interrupted:
         raise tally.interrupted
     if tally.failed:

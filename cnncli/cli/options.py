@@ -123,6 +123,43 @@ ResizeOption = Annotated[
 FormatOption = Annotated[
     Format, typer.Option("--format", "-f", metavar=Format.metavar(), help="Output format.")
 ]
+#: `cnn classify`'s: a cluster's part files may also be Parquet.
+ResultsFormatOption = Annotated[
+    Format,
+    typer.Option(
+        "--format",
+        "-f",
+        metavar=f"{Format.metavar()}|parquet",
+        help="Output format (parquet: part files of --ray --output DIR/).",
+    ),
+]
+RayOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        metavar="[ADDRESS]",
+        help="Run on a Ray cluster: ADDRESS, else $RAY_ADDRESS, else a local instance "
+        '(pip install "cnncli\\[ray]").',
+    ),
+]
+
+#: Options whose value may be left out (`--ray` alone, or before another option): Typer's
+#: Click has no such option, so `optional_values` gives them an empty value instead.
+OPTIONAL_VALUES = ("--ray",)
+
+
+def optional_values(args: list[str]) -> list[str]:
+    """`args` with each of `OPTIONAL_VALUES` that has no value (last, or followed by another
+    option) written `--ray=`: an empty value, which the command reads as "no address"."""
+    out = list(args)
+    end = out.index("--") if "--" in out else len(out)
+    for i in range(end):
+        following = out[i + 1] if i + 1 < end else "-"
+        if out[i] in OPTIONAL_VALUES and following.startswith("-"):
+            out[i] += "="
+    return out
+
+
 BatchSizeOption = Annotated[
     int,
     typer.Option("--batch-size", "-b", metavar="N", min=1, help="Images per forward pass."),

@@ -1,0 +1,154 @@
+"""Issue 13: how near does `cnn classify --ray` on a local cluster come to the local pipeline,
+and what would 10 million images on N machines take?
+
+    python benchmarks/cluster.py [--images 2000] [--arch mobilenet_v2] [--rounds 2]
+
+Writes `--images` photo-like 640x480 JPEGs (`stream.write_photos`), a random-weights model and
+its LiteRT conversion in a private cache, starts a local Ray instance with 2 CPUs (127.0.0.1,
+its own temp dir), then alternates for `--rounds` rounds:
+
+- local: images/s of `pipeline.stream` over the folder (this process, decoding threads);
+- ray: `cluster.write_parts` into a fresh folder, what `cnn classify --ray -o DIR/` runs: a
+  whole run from the moment the dataset is built (a fresh actor pool per run, as each command
+  starts one, and the model loaded in each actor), split into the time to the first part and
+  the rate after it, which is what a run of millions of images gets.
+
+Then what bounds a large run besides the workers, measured here: the listing rate of one read
+task (one per source argument), the bytes per image that cross the object store (a block of
+names in, result rows out), and the driver's share (one row per part). From these it prints
+the scaling table for 10 million images, on paper: per-CPU rate x CPUs, against those limits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "benchmarks"))
+
+from stream import stream_rate, write_photos  # noqa: E402
+
+from cnncli import cluster, parts, registry  # noqa: E402
+from cnncli.choices import Engine, Format  # noqa: E402
+from cnncli.classify import ImageResult  # noqa: E402
+from cnncli.engines import flatbuffer, open_classifier  # noqa: E402
+from cnncli.env import Environment  # noqa: E402
+from cnncli.inputs import Entry, Inputs  # noqa: E402
+from cnncli.labels import Prediction  # noqa: E402
+from cnncli.loader import Weights, build  # noqa: E402
+from cnncli.networks import RegistryNetwork  # noqa: E402
+
+#: The run the table is for, and the machines it is laid out on.
+TARGET = 10_000_000
+MACHINES = (1, 10, 100)
+CORES = 16
+
+
+def ray_rate(folder: Path, plan: cluster.Plan, model: bytes, out: Path) -> tuple[float, ...]:
+    """A whole `write_parts` run into the fresh folder `out`: images/s overall, seconds to the
+    first part, and images/s after it."""
+    start = time.perf_counter()
+    first, opening, done = 0.0, 0, 0
+    sources = cluster.Sources((str(folder),))
+    with parts.opened(out, Format.jsonl, False, plan.tag) as destination:
+        for part in cluster.write_parts(sources, plan, model, destination):
+            if not first:
+                first, opening = time.perf_counter(), part.images
+            done += part.images
+    end = time.perf_counter()
+    steady = (done - opening) / (end - first) if end > first and done > opening else 0.0
+    return done / (end - start), first - start, steady
+
+
+def listing_rate(folder: Path) -> float:
+    """Names/s one read task lists (`cluster.entries`, which `inputs` walks for local paths)."""
+    start = time.perf_counter()
+    count = sum(1 for _ in cluster.entries(Inputs((str(folder),))))
+    return count / (time.perf_counter() - start)
+
+
+def store_bytes(folder: Path, top: int) -> tuple[float, float]:
+    """Bytes per image through the object store: its name in a listed block, its result row
+    (top-`top` predictions) out of the actor."""
+    names = sorted(str(p) for p in folder.iterdir())[:100]
+    listed = cluster.entries_table([Entry(n) for n in names], None, _pyarrow())
+    predictions = tuple(Prediction(r, r, "n01440764", "tench", 0.5) for r in range(1, top + 1))
+    results = cluster.results_table(
+        ImageResult(n, "mobilenet_v2@sha256:0123456789abcdef", predictions) for n in names
+    )
+    return listed.nbytes / len(names), results.nbytes / len(names)
+
+
+def _pyarrow():
+    import pyarrow
+
+    return pyarrow
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--arch", default="mobilenet_v2")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory(prefix="cnnray-") as work:
+        measure(Path(work), args.images, registry.get(args.arch), args.batch, args.rounds)
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+def measure(work: Path, images: int, arch: registry.Arch, batch: int, rounds: int) -> None:
+    folder = work / "photos"
+    write_photos(folder, images)
+    path = work / "model.weights.h5"
+    build(arch, Weights("none")).save_weights(path)
+    weights = Weights("file", path)
+    network, env = RegistryNetwork(arch, weights), Environment(cache_dir=work / "cache")
+    local = open_classifier(network, Engine.litert, env)
+    part_size = max(16, images // 20)
+    plan = cluster.Plan(network, local.tag, local.precision, batch_size=batch, part_size=part_size)
+    runs: dict[str, list[tuple[float, ...]]] = {"local": [], "ray": []}
+    with cluster.connected(num_cpus=2, temp_dir=work / "ray"):  # (print goes to /dev/null)
+        for number in range(1, rounds + 1):
+            runs["local"].append((stream_rate(local, folder, batch),))
+            runs["ray"].append(ray_rate(folder, plan, flatbuffer(local), work / f"out-{number}"))
+    for number, (mine, theirs) in enumerate(zip(runs["local"], runs["ray"], strict=True), 1):
+        print(f"round {number}: local {mine[0]:.1f}, ray {theirs[0]:.1f} images/s")
+    local_rate = statistics.median(r[0] for r in runs["local"])
+    overall, opening, steady = (statistics.median(r[i] for r in runs["ray"]) for i in range(3))
+    print(f"{images} JPEGs 640x480, {arch.name}, batch {batch}, 2 CPUs, median of {rounds}:")
+    print(f"  local {local_rate:6.1f} images/s")
+    print(
+        f"  ray   {overall:6.1f} images/s ({overall / local_rate:.0%} of local); first part "
+        f"after {opening:.1f} s, then {steady:.1f} images/s ({steady / local_rate:.0%} of local)"
+    )
+    paper(steady / 2, listing_rate(folder), *store_bytes(folder, 5), plan.part_size)
+
+
+def paper(per_cpu: float, listed: float, name_bytes: float, row_bytes: float, part: int) -> None:
+    """The scaling table for `TARGET` images, from the figures measured here."""
+    print(f"per CPU (steady) {per_cpu:.1f} images/s; one read task lists {listed:,.0f} names/s;")
+    print(f"object store per image: {name_bytes:.0f} B of name in, {row_bytes:.0f} B of result")
+    print(f"out; the driver gets one row per part of {part} images. For {TARGET:,} images:")
+    print(f"  listing in one task (one source argument): {TARGET / listed / 60:.1f} min")
+    print(f"  result rows through the object store: {TARGET * row_bytes / 1e9:.1f} GB in all")
+    print(f"| machines x {CORES} CPUs | images/s | time | listing needed (one task) |")
+    print("|---|---|---|---|")
+    for machines in MACHINES:
+        rate = per_cpu * machines * CORES
+        print(
+            f"| {machines} | {rate:,.0f} | {TARGET / rate / 60:,.0f} min | "
+            f"{rate / listed:.0%} of its rate |"
+        )
+
+
+if __name__ == "__main__":
+    main()
