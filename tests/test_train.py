@@ -394,3 +394,58 @@ def test_what_train_writes_classify_evaluate_and_explain_run(trained, tmp_path):
     explained = run_cli("explain", photo, "-m", out, "-o", overlay, tmp=cache)
     assert explained.exit_code == 0, explained.stderr
     assert Image.open(overlay).size[0] > 0
+
+
+# --- A trained model trained further ---------------------------------------------------------
+
+
+def test_a_trained_model_is_trained_further(tmp_path, cli, trained):
+    """`--arch BUNDLE`: on the same classes the whole model goes on training (its head moves
+    a little from where it was, not from a new start); on other classes its base is kept under
+    a new head. The new bundle names its parent by content; the parent is never written."""
+    data, parent, _ = trained
+    digest = bundle.load(parent).digest
+    old = bundle.load(parent).model()
+    more = tmp_path / "more"
+    run = cli("train", data, "-o", more, "-a", parent, "--epochs", 2, "--no-augment")
+    assert run.exit_code == 0, run.stderr
+    meta = bundle.load(more).metadata
+    assert meta["arch"] == ARCH.name and meta["classes"] == ["blue", "green", "red"]
+    assert meta["parent"] == {"path": str(parent.resolve()), "sha256": digest, "head": "kept"}
+    assert meta["base_weights"] == bundle.load(parent).metadata["base_weights"]
+    new = bundle.load(more).model()
+    kernel = [m.get_layer(training.CLASSES).get_weights()[0] for m in (old, new)]
+    assert not np.array_equal(*kernel)  # it trained,
+    assert np.abs(kernel[1] - kernel[0]).max() < 0.05  # by two Adam steps of 1e-2 at most
+
+    other = colour_set(tmp_path / "other", 5, {"purple": (150, 40, 200), "yellow": (220, 220, 40)})
+    run = cli("train", other, "-o", tmp_path / "new", "-a", parent, "--epochs", 1, "--no-augment")
+    assert run.exit_code == 0, run.stderr
+    renewed = bundle.load(tmp_path / "new")
+    assert renewed.classes == ("purple", "yellow") and renewed.metadata["parent"]["head"] == "new"
+    top = [m.get_layer("conv_pw_13").get_weights() for m in (old, renewed.model())]
+    assert all(np.array_equal(a, b) for a, b in zip(*top, strict=True))  # the base is kept
+    assert bundle.load(parent).digest == digest
+
+
+def test_what_cannot_be_trained_further_is_one_clear_error(tmp_path, cli, trained):
+    data, parent, _ = trained
+    shrunk = tmp_path / "shrunk"
+    shrunk.mkdir()
+    for name in (bundle.MODEL, bundle.METADATA):
+        (shrunk / name).write_bytes((parent / name).read_bytes())
+    meta = json.loads((shrunk / bundle.METADATA).read_text())
+    (shrunk / bundle.METADATA).write_text(json.dumps({**meta, "input_size": 160}))
+    cases = [
+        (("-a", parent, "-w", "none"), "--weights goes with architectures, not with --arch"),
+        (("-a", parent, "-o", parent), "is the model --arch trains further"),
+        (("-a", tmp_path / "nothing"), r"--arch \S+nothing: not a folder"),
+        (("-a", shrunk), "its model takes 224x224 pictures but its metadata says 160x160"),
+    ]
+    digest = bundle.load(parent).digest
+    for options, expected in cases:
+        run = cli("train", data, "-o", tmp_path / "out", *options, "--epochs", 1)
+        assert run.exit_code == 2, run.stderr
+        line = run.stderr.splitlines()[-1]
+        assert line.startswith("cnn: error: ") and re.search(expected, line), line
+    assert not (tmp_path / "out").exists() and bundle.load(parent).digest == digest
