@@ -396,7 +396,23 @@ def test_what_train_writes_classify_evaluate_and_explain_run(trained, tmp_path):
     assert Image.open(overlay).size[0] > 0
 
 
-# --- A trained model trained further ---------------------------------------------------------
+# --- From scratch, and a trained model trained further -----------------------------------------
+
+
+def test_weights_none_trains_the_whole_network_from_scratch(tmp_path, cli, trained):
+    data, _, _ = trained
+    out = tmp_path / "scratch"
+    args = ("train", data, "-o", out, "-a", ARCH.name, "-w", "none", "--no-augment")
+    run = cli(*args, "--epochs", 2, "--patience", 5)
+    assert run.exit_code == 0, run.stderr
+    loaded = bundle.load(out)
+    meta = loaded.metadata
+    assert meta["base_weights"]["source"] == "none" and "parent" not in meta
+    assert [e["phase"] for e in meta["training"]["history"]] == ["scratch", "scratch"]
+    before, after = build(ARCH, Weights("none")), loaded.model()  # the same seeded start
+    for name in ("conv1", "conv_pw_5", "conv_pw_13", "conv1_bn"):  # bottom to top, BN too
+        old, new = before.get_layer(name).get_weights(), after.get_layer(name).get_weights()
+        assert any(not np.array_equal(a, b) for a, b in zip(old, new, strict=True)), name
 
 
 def test_a_trained_model_is_trained_further(tmp_path, cli, trained):
