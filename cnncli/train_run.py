@@ -150,7 +150,7 @@ def _train_one(
             training.TransferModel.of(arch, model),
             dataset,
             options,
-            pretrained=not network.random,
+            pretrained=_pretrained(network),
             listener=Display(env, arch.name),
             critical=signals.deferred,
         )
@@ -266,6 +266,15 @@ def _model(network: Trainable, dataset: Dataset, dropout: float) -> Any:
         same = network.bundle.classes == dataset.classes
         return training.continued(network.keras_model(), same, len(dataset.classes), dropout)
     return training.transfer_model(network.record, network.source, len(dataset.classes), dropout)
+
+
+def _pretrained(network: Trainable) -> bool:
+    """Whether its base learnt elsewhere (ImageNet, a weights file): then the head trains on
+    the frozen base. A network from random weights, or a bundle that was trained from them,
+    trains (further) as a whole."""
+    if isinstance(network, BundleNetwork):
+        return (network.bundle.metadata.get("base_weights") or {}).get("source") != "none"
+    return not network.random
 
 
 def _origins(env: Environment, network: Trainable, dataset: Dataset) -> dict[str, Any]:

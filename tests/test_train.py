@@ -399,20 +399,40 @@ def test_what_train_writes_classify_evaluate_and_explain_run(trained, tmp_path):
 # --- From scratch, and a trained model trained further -----------------------------------------
 
 
-def test_weights_none_trains_the_whole_network_from_scratch(tmp_path, cli, trained):
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory, trained):
+    """One `cnn train --weights none` run of one epoch on the colours: (DIR, the run)."""
+    from tests.conftest import run_cli
+
     data, _, _ = trained
-    out = tmp_path / "scratch"
-    args = ("train", data, "-o", out, "-a", ARCH.name, "-w", "none", "--no-augment")
-    run = cli(*args, "--epochs", 2, "--patience", 5)
+    out = tmp_path_factory.mktemp("scratch") / "model"
+    args = ("-o", out, "-a", ARCH.name, "-w", "none", "--no-augment", "--epochs", 1)
+    return out, run_cli("train", data, *args)
+
+
+def test_weights_none_trains_the_whole_network_from_scratch(scratch):
+    out, run = scratch
     assert run.exit_code == 0, run.stderr
     loaded = bundle.load(out)
     meta = loaded.metadata
     assert meta["base_weights"]["source"] == "none" and "parent" not in meta
-    assert [e["phase"] for e in meta["training"]["history"]] == ["scratch", "scratch"]
+    assert [e["phase"] for e in meta["training"]["history"]] == ["scratch"]
     before, after = build(ARCH, Weights("none")), loaded.model()  # the same seeded start
     for name in ("conv1", "conv_pw_5", "conv_pw_13", "conv1_bn"):  # bottom to top, BN too
         old, new = before.get_layer(name).get_weights(), after.get_layer(name).get_weights()
         assert any(not np.array_equal(a, b) for a, b in zip(old, new, strict=True)), name
+
+
+@pytest.mark.heavy
+def test_a_model_from_scratch_is_trained_further_as_a_whole(tmp_path, cli, trained, scratch):
+    """Heavy: a second whole-network training (its graph alone takes ~15 s to build)."""
+    data, _, _ = trained
+    out, _ = scratch
+    more = tmp_path / "more"
+    further = cli("train", data, "-o", more, "-a", out, "--epochs", 1, "--no-augment")
+    assert further.exit_code == 0, further.stderr
+    history = bundle.load(more).metadata["training"]["history"]
+    assert [e["phase"] for e in history] == ["scratch"]
 
 
 def test_a_trained_model_is_trained_further(tmp_path, cli, trained):
@@ -429,6 +449,7 @@ def test_a_trained_model_is_trained_further(tmp_path, cli, trained):
     assert meta["arch"] == ARCH.name and meta["classes"] == ["blue", "green", "red"]
     assert meta["parent"] == {"path": str(parent.resolve()), "sha256": digest, "head": "kept"}
     assert meta["base_weights"] == bundle.load(parent).metadata["base_weights"]
+    assert [e["phase"] for e in meta["training"]["history"]] == ["head", "head"]
     new = bundle.load(more).model()
     kernel = [m.get_layer(training.CLASSES).get_weights()[0] for m in (old, new)]
     assert not np.array_equal(*kernel)  # it trained,
