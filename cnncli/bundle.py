@@ -124,39 +124,41 @@ def is_bundle(path: str | os.PathLike) -> bool:
     return (Path(path) / METADATA).is_file()
 
 
-def load(path: str | os.PathLike) -> Bundle:
-    """The bundle at `path`, checked: `UsageError` naming what is wrong and the fix otherwise."""
+def load(path: str | os.PathLike, option: str = "--model") -> Bundle:
+    """The bundle at `path`, checked: `UsageError` naming what is wrong and the fix otherwise
+    (messages start with the `option` that named it: `--model`, or `--arch` in `cnn train`)."""
     folder = Path(path)
     if not folder.is_dir():
-        raise UsageError(f"--model {folder}: not a folder; give the folder `cnn train` wrote")
+        raise UsageError(f"{option} {folder}: not a folder; give the folder `cnn train` wrote")
     try:
         metadata = json.loads((folder / METADATA).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(
-            f"--model {folder}: not a trained model (no {METADATA}); give the folder `cnn train` "
+            f"{option} {folder}: not a trained model (no {METADATA}); give the folder `cnn train` "
             "wrote"
         ) from None
     except (OSError, ValueError) as exc:
-        raise UsageError(f"--model {folder}: {METADATA} is unreadable ({exc})") from exc
-    _check(folder, metadata)
+        raise UsageError(f"{option} {folder}: {METADATA} is unreadable ({exc})") from exc
+    _check(f"{option} {folder}", folder, metadata)
     return Bundle(folder, metadata)
 
 
-def _check(folder: Path, metadata: Any) -> None:
-    """Refuse metadata that is not a bundle's, of a newer format, or incomplete."""
+def _check(named: str, folder: Path, metadata: Any) -> None:
+    """Refuse metadata that is not a bundle's, of a newer format, or incomplete (`named`: the
+    option and folder, as messages start)."""
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise UsageError(f"--model {folder}: {METADATA} is not a cnn model's metadata")
+        raise UsageError(f"{named}: {METADATA} is not a cnn model's metadata")
     version = metadata.get("version")
     if not isinstance(version, int) or version > VERSION:
         raise UsageError(
-            f"--model {folder}: format version {version} is newer than this cnn reads "
+            f"{named}: format version {version} is newer than this cnn reads "
             f"({VERSION}); upgrade cnncli"
         )
     required = ("arch", "input_size", "preprocessing", "resize", "classes")
     missing = [key for key in required if key not in metadata]
     if missing or not (folder / MODEL).is_file():
         what = ", ".join(missing) or MODEL
-        raise UsageError(f"--model {folder}: incomplete bundle (no {what}); train it again")
+        raise UsageError(f"{named}: incomplete bundle (no {what}); train it again")
     registry.get(metadata["arch"])  # a base this cnn does not know is a usage error
 
 

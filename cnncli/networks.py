@@ -135,13 +135,20 @@ class BundleNetwork:
         return f"sha256:{self.bundle.digest_with(cache.file_hash)}"
 
     def keras_model(self) -> Any:
-        """The bundle's model, refused when its outputs are not its metadata's classes."""
+        """The bundle's model, refused when its inputs or outputs are not its metadata's
+        (input size, classes): it would fail on, or mislabel, every picture."""
         model = self.bundle.model()
         outputs, classes = int(model.output_shape[-1]), len(self.labels)
         if outputs != classes:
             raise UsageError(
                 f"{self.bundle.path}: its model has {outputs} outputs but its metadata names "
                 f"{classes} classes; train it again"
+            )
+        size, shape = self.record.input_size, tuple(model.input_shape[1:3])
+        if shape != (size, size):
+            raise UsageError(
+                f"{self.bundle.path}: its model takes {shape[0]}x{shape[1]} pictures but its "
+                f"metadata says {size}x{size}; train it again"
             )
         return model
 
@@ -187,6 +194,41 @@ def several(
     records = [registry.get(name) for name in archs]
     pairs = paired(records, weights)
     return [*(RegistryNetwork(r, w) for r, w in pairs), *(named(model=m) for m in models)]
+
+
+#: What `cnn train` starts from: an architecture with weights, or a bundle to train further.
+Trainable = RegistryNetwork | BundleNetwork
+
+
+def to_train(
+    archs: Sequence[str], weights: WeightsLike | Sequence[WeightsLike] | None
+) -> list[Trainable]:
+    """What `cnn train --arch` names: registry architectures, each with its weights as `paired`
+    gives them, and folders `cnn train` wrote (an item that is no architecture's name), whose
+    training goes on. A folder has its own weights, so `--weights` beside one is refused."""
+    folders = {name for name in archs if _is_folder(name)}
+    if folders and weights is not None:
+        raise UsageError(
+            f"--weights goes with architectures, not with --arch {sorted(folders)[0]}, a "
+            "trained model with its own weights: drop --weights"
+        )
+    pairs = iter(paired([registry.get(name) for name in archs if name not in folders], weights))
+    return [
+        BundleNetwork(bundle.load(name, "--arch"))
+        if name in folders
+        else RegistryNetwork(*next(pairs))
+        for name in archs
+    ]
+
+
+def _is_folder(name: str) -> bool:
+    """Whether an `--arch` item names a folder: a path that is no architecture's name (a folder
+    named like one is `./resnet50`)."""
+    try:
+        registry.get(name)
+    except UsageError:
+        return os.path.isdir(name) or os.sep in name
+    return False
 
 
 def paired(

@@ -10,6 +10,7 @@ signal.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 from collections.abc import Callable, Iterator
@@ -22,13 +23,14 @@ import numpy as np
 
 from cnncli import __version__, bundle, progress, train_output, training
 from cnncli.cache import ModelCache, package_version
+from cnncli.choices import Resize
 from cnncli.datasets import Dataset, discover
 from cnncli.engines import keras_forward
 from cnncli.env import Environment
 from cnncli.errors import Interrupted, UsageError
 from cnncli.inputs import printable
 from cnncli.leaderboard import Outcome
-from cnncli.loader import Weights
+from cnncli.networks import BundleNetwork, Trainable, resize_for
 from cnncli.pipeline import stop_signals
 from cnncli.registry import Arch
 from cnncli.tf_runtime import import_keras
@@ -40,17 +42,19 @@ VERSIONED = ("tensorflow", "tensorflow-cpu", "keras", "numpy", "pillow")
 
 @dataclass(frozen=True)
 class Request:
-    """What `cnn train` was asked: the data, the architectures with their base weights (one
-    folder each under `output` when there are several), how to train, and how to treat an
-    existing `output`."""
+    """What `cnn train` was asked: the data, the networks to start from (registry
+    architectures with their base weights, or bundles to train further; one folder each under
+    `output` when there are several), how to train, and how to treat an existing `output`.
+    `resize`: the user's `--resize`, None for each network's own (a bundle's, else crop)."""
 
     data: Path
-    models: tuple[tuple[Arch, Weights], ...]
+    models: tuple[Trainable, ...]
     output: Path
     options: training.Options
     val_split: float = 0.2
     force: bool = False
     resume: bool = False
+    resize: Resize | None = None
 
     def folder(self, arch: Arch) -> Path:
         """Where `arch`'s bundle goes: `output` itself, or `output/<arch>` among several."""
@@ -71,25 +75,39 @@ def run(env: Environment, request: Request) -> list[Outcome]:
         )
     env.note(_counts(dataset))
     outcomes = []
-    for arch, weights in request.models:
-        folder = request.folder(arch)
+    for network in request.models:
+        folder = request.folder(trained_arch(network))
         if len(request.models) > 1 and request.resume and _finished(folder):
             outcomes.append(_outcome(folder))  # trained to the end by the interrupted run
             continue
-        outcomes.append(_train_one(env, request, dataset, arch, weights, folder))
+        outcomes.append(_train_one(env, request, dataset, network, folder))
     return outcomes
 
 
 def _check_output(request: Request) -> None:
     """Refuse an output this run must not write, before any model is built."""
-    names = [arch.name for arch, _ in request.models]
+    names = [trained_arch(network).name for network in request.models]
     if len(set(names)) < len(names):
         raise UsageError(f"--arch {','.join(names)} names an architecture twice; give each once")
+    for network in request.models:
+        folder = request.folder(trained_arch(network))
+        if isinstance(network, BundleNetwork) and folder.resolve() == network.bundle.path.resolve():
+            raise UsageError(
+                f"--output {printable(str(folder))}: is the model --arch trains further, which "
+                "is never overwritten; choose a new folder"
+            )
     if len(request.models) > 1:
         train_output.check_parent(request.output, request.data, request.force)
         return
-    name = request.models[0][0].name
-    train_output.check(request.output, request.data, name, request.force, request.resume)
+    train_output.check(request.output, request.data, names[0], request.force, request.resume)
+
+
+def trained_arch(network: Trainable) -> Arch:
+    """The registry architecture a network is (a bundle's base, with its input size and
+    preprocessing): what the new bundle records and names its folder after."""
+    if isinstance(network, BundleNetwork):
+        return dataclasses.replace(network.record, name=network.bundle.base.name)
+    return network.record
 
 
 def _finished(folder: Path) -> bool:
@@ -114,26 +132,25 @@ def _train_one(
     env: Environment,
     request: Request,
     dataset: Dataset,
-    arch: Arch,
-    weights: Weights,
+    network: Trainable,
     folder: Path,
 ) -> Outcome:
     """One architecture: build, train (resumed where its folder says), write its bundle."""
+    arch = trained_arch(network)
     resume = request.resume and (folder / train_output.STATE).is_file()
     if not resume and folder.is_dir() and len(request.models) > 1 and not request.force:
         train_output.check(folder, request.data, arch.name, False, False)
-    import_keras().utils.set_random_seed(request.options.seed)  # the new head's initial weights
-    with progress.status(env, f"building {arch.name} with {weights} weights", True):
-        model = training.transfer_model(
-            arch, weights, len(dataset.classes), request.options.dropout
-        )
+    options = dataclasses.replace(request.options, resize=resize_for(network, request.resize, env))
+    import_keras().utils.set_random_seed(options.seed)  # the new head's initial weights
+    with progress.status(env, f"building {arch.name} {_origin(network)}", True):
+        model = _model(network, dataset, options.dropout)
     stopped: Interrupted | None = None
     with stop_signals() as signals:
         trainer = training.Trainer(
             training.TransferModel.of(arch, model),
             dataset,
-            request.options,
-            pretrained=weights.source != "none",
+            options,
+            pretrained=_pretrained(network),
             listener=Display(env, arch.name),
             critical=signals.deferred,
         )
@@ -145,7 +162,7 @@ def _train_one(
         except KeyboardInterrupt as exc:
             stopped = Interrupted.of(exc)
         with signals.deferred():
-            _save(env, request, dataset, trainer, weights, folder, stopped)
+            _save(env, request, dataset, trainer, network, folder, stopped)
     if stopped is not None:
         raise stopped
     return _outcome(folder)
@@ -156,7 +173,7 @@ def _save(
     request: Request,
     dataset: Dataset,
     trainer: training.Trainer,
-    weights: Weights,
+    network: Trainable,
     folder: Path,
     stopped: Interrupted | None,
 ) -> None:
@@ -177,7 +194,7 @@ def _save(
         train_output.write_split(folder, dataset.assignment(), dataset.root)
         title = f"{trainer.tm.arch.name} on {dataset.root.name}: validation"
         train_output.write_pictures(folder, checkpoint.progress, matrix, dataset.classes, title)
-        document = bundle_metadata(env, request, dataset, trainer, weights, matrix, stopped)
+        document = bundle_metadata(env, request, dataset, trainer, network, matrix, stopped)
         bundle.write(folder, trainer.tm.model, document)
         if stopped is None:
             train_output.clear_state(folder)
@@ -204,7 +221,7 @@ def bundle_metadata(
     request: Request,
     dataset: Dataset,
     trainer: training.Trainer,
-    weights: Weights,
+    network: Trainable,
     matrix: np.ndarray | None,
     stopped: Interrupted | None,
 ) -> dict[str, Any]:
@@ -215,11 +232,11 @@ def bundle_metadata(
         "arch": arch.name,
         "input_size": arch.input_size,
         "preprocessing": arch.preprocessing,
-        "resize": request.options.resize.value,
+        "resize": trainer.options.resize.value,
         "classes": list(dataset.classes),
         "params": int(trainer.tm.model.count_params()),
-        "base_weights": _weights(env, weights),
-        "options": {**request.options.as_dict(), "val_split": request.val_split},
+        **_origins(env, network, dataset),
+        "options": {**trainer.options.as_dict(), "val_split": request.val_split},
         "data": {"root": str(dataset.root.resolve()), "counts": dataset.counts()},
         "training": {
             "status": "interrupted" if stopped else "complete",
@@ -235,12 +252,53 @@ def bundle_metadata(
     }
 
 
-def _weights(env: Environment, weights: Weights) -> dict[str, Any]:
-    """The base weights' source and, for a file, its SHA-256 (the cache's remembered hash)."""
+def _origin(network: Trainable) -> str:
+    """Where the model being built starts from, as the progress line says it."""
+    if isinstance(network, BundleNetwork):
+        return f"from the model in {printable(network.weights)}"
+    return f"with {network.weights} weights"
+
+
+def _model(network: Trainable, dataset: Dataset, dropout: float) -> Any:
+    """The flat model to train: a registry network under a new head, or a bundle's model,
+    whole when it was trained on DATA's classes, else its base under a new head."""
+    if isinstance(network, BundleNetwork):
+        same = network.bundle.classes == dataset.classes
+        return training.continued(network.keras_model(), same, len(dataset.classes), dropout)
+    return training.transfer_model(network.record, network.source, len(dataset.classes), dropout)
+
+
+def _pretrained(network: Trainable) -> bool:
+    """Whether its base learnt elsewhere (ImageNet, a weights file): then the head trains on
+    the frozen base. A network from random weights, or a bundle that was trained from them,
+    trains (further) as a whole."""
+    if isinstance(network, BundleNetwork):
+        return (network.bundle.metadata.get("base_weights") or {}).get("source") != "none"
+    return not network.random
+
+
+def _origins(env: Environment, network: Trainable, dataset: Dataset) -> dict[str, Any]:
+    """`base_weights`: the source of the base's weights and, for a file, its SHA-256 (the
+    cache's remembered hash); a bundle trained further keeps its own, and `parent` names
+    the bundle (folder, content digest as the cache keys it) and whether its head was kept."""
+    cache = ModelCache(env.cache_dir)
+    if isinstance(network, BundleNetwork):
+        parent = network.bundle
+        return {
+            "base_weights": parent.metadata.get("base_weights"),
+            "parent": {
+                "path": str(parent.path.resolve()),
+                "sha256": parent.digest_with(cache.file_hash),
+                "head": "kept" if parent.classes == dataset.classes else "new",
+            },
+        }
+    weights = network.source
     if weights.path is None:
-        return {"source": weights.source, "path": None, "sha256": None}
-    digest = ModelCache(env.cache_dir).file_hash(weights.path)
-    return {"source": "file", "path": str(weights.path.resolve()), "sha256": digest}
+        return {"base_weights": {"source": weights.source, "path": None, "sha256": None}}
+    digest = cache.file_hash(weights.path)
+    return {
+        "base_weights": {"source": "file", "path": str(weights.path.resolve()), "sha256": digest}
+    }
 
 
 def _test_top1(trainer: training.Trainer, dataset: Dataset) -> float | None:

@@ -68,6 +68,14 @@ def transfer_model(arch: Arch, weights: Weights, classes: int, dropout: float = 
     return with_head(full.input, pool_input(full), classes, dropout, f"{arch.name}_transfer")
 
 
+def continued(model: Any, same_classes: bool, classes: int, dropout: float = 0.2) -> Any:
+    """A trained model (a bundle's) to train further: whole, head included, when it was
+    trained on the same classes; else its base, fine-tuned or not, under a new head."""
+    if same_classes:
+        return model
+    return with_head(model.input, model.get_layer(POOL).input, classes, dropout, model.name)
+
+
 def with_head(inputs: Any, feature_map: Any, classes: int, dropout: float, name: str) -> Any:
     """A flat model from `inputs` to a new head over `feature_map`."""
     layers = import_keras().layers

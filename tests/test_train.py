@@ -394,3 +394,95 @@ def test_what_train_writes_classify_evaluate_and_explain_run(trained, tmp_path):
     explained = run_cli("explain", photo, "-m", out, "-o", overlay, tmp=cache)
     assert explained.exit_code == 0, explained.stderr
     assert Image.open(overlay).size[0] > 0
+
+
+# --- From scratch, and a trained model trained further -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory, trained):
+    """One `cnn train --weights none` run of one epoch on the colours: (DIR, the run)."""
+    from tests.conftest import run_cli
+
+    data, _, _ = trained
+    out = tmp_path_factory.mktemp("scratch") / "model"
+    args = ("-o", out, "-a", ARCH.name, "-w", "none", "--no-augment", "--epochs", 1)
+    return out, run_cli("train", data, *args)
+
+
+def test_weights_none_trains_the_whole_network_from_scratch(scratch):
+    out, run = scratch
+    assert run.exit_code == 0, run.stderr
+    loaded = bundle.load(out)
+    meta = loaded.metadata
+    assert meta["base_weights"]["source"] == "none" and "parent" not in meta
+    assert [e["phase"] for e in meta["training"]["history"]] == ["scratch"]
+    before, after = build(ARCH, Weights("none")), loaded.model()  # the same seeded start
+    for name in ("conv1", "conv_pw_5", "conv_pw_13", "conv1_bn"):  # bottom to top, BN too
+        old, new = before.get_layer(name).get_weights(), after.get_layer(name).get_weights()
+        assert any(not np.array_equal(a, b) for a, b in zip(old, new, strict=True)), name
+
+
+@pytest.mark.heavy
+def test_a_model_from_scratch_is_trained_further_as_a_whole(tmp_path, cli, trained, scratch):
+    """Heavy: a second whole-network training (its graph alone takes ~15 s to build)."""
+    data, _, _ = trained
+    out, _ = scratch
+    more = tmp_path / "more"
+    further = cli("train", data, "-o", more, "-a", out, "--epochs", 1, "--no-augment")
+    assert further.exit_code == 0, further.stderr
+    history = bundle.load(more).metadata["training"]["history"]
+    assert [e["phase"] for e in history] == ["scratch"]
+
+
+def test_a_trained_model_is_trained_further(tmp_path, cli, trained):
+    """`--arch BUNDLE`: on the same classes the whole model goes on training (its head moves
+    a little from where it was, not from a new start); on other classes its base is kept under
+    a new head. The new bundle names its parent by content; the parent is never written."""
+    data, parent, _ = trained
+    digest = bundle.load(parent).digest
+    old = bundle.load(parent).model()
+    more = tmp_path / "more"
+    run = cli("train", data, "-o", more, "-a", parent, "--epochs", 2, "--no-augment")
+    assert run.exit_code == 0, run.stderr
+    meta = bundle.load(more).metadata
+    assert meta["arch"] == ARCH.name and meta["classes"] == ["blue", "green", "red"]
+    assert meta["parent"] == {"path": str(parent.resolve()), "sha256": digest, "head": "kept"}
+    assert meta["base_weights"] == bundle.load(parent).metadata["base_weights"]
+    assert [e["phase"] for e in meta["training"]["history"]] == ["head", "head"]
+    new = bundle.load(more).model()
+    kernel = [m.get_layer(training.CLASSES).get_weights()[0] for m in (old, new)]
+    assert not np.array_equal(*kernel)  # it trained,
+    assert np.abs(kernel[1] - kernel[0]).max() < 0.05  # by two Adam steps of 1e-2 at most
+
+    other = colour_set(tmp_path / "other", 5, {"purple": (150, 40, 200), "yellow": (220, 220, 40)})
+    run = cli("train", other, "-o", tmp_path / "new", "-a", parent, "--epochs", 1, "--no-augment")
+    assert run.exit_code == 0, run.stderr
+    renewed = bundle.load(tmp_path / "new")
+    assert renewed.classes == ("purple", "yellow") and renewed.metadata["parent"]["head"] == "new"
+    top = [m.get_layer("conv_pw_13").get_weights() for m in (old, renewed.model())]
+    assert all(np.array_equal(a, b) for a, b in zip(*top, strict=True))  # the base is kept
+    assert bundle.load(parent).digest == digest
+
+
+def test_what_cannot_be_trained_further_is_one_clear_error(tmp_path, cli, trained):
+    data, parent, _ = trained
+    shrunk = tmp_path / "shrunk"
+    shrunk.mkdir()
+    for name in (bundle.MODEL, bundle.METADATA):
+        (shrunk / name).write_bytes((parent / name).read_bytes())
+    meta = json.loads((shrunk / bundle.METADATA).read_text())
+    (shrunk / bundle.METADATA).write_text(json.dumps({**meta, "input_size": 160}))
+    cases = [
+        (("-a", parent, "-w", "none"), "--weights goes with architectures, not with --arch"),
+        (("-a", parent, "-o", parent), "is the model --arch trains further"),
+        (("-a", tmp_path / "nothing"), r"--arch \S+nothing: not a folder"),
+        (("-a", shrunk), "its model takes 224x224 pictures but its metadata says 160x160"),
+    ]
+    digest = bundle.load(parent).digest
+    for options, expected in cases:
+        run = cli("train", data, "-o", tmp_path / "out", *options, "--epochs", 1)
+        assert run.exit_code == 2, run.stderr
+        line = run.stderr.splitlines()[-1]
+        assert line.startswith("cnn: error: ") and re.search(expected, line), line
+    assert not (tmp_path / "out").exists() and bundle.load(parent).digest == digest

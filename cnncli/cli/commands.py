@@ -14,7 +14,7 @@ import typer
 from typer.core import _click as click
 
 from cnncli import registry
-from cnncli.choices import Engine, Format, Precision, Resize
+from cnncli.choices import Engine, Format, Precision
 from cnncli.cli.app import CnnGroup, app, environment, guarded
 from cnncli.cli.options import (
     ArchArgument,
@@ -444,7 +444,16 @@ def train(
             help="Folder for the trained model (several architectures: DIR/ARCH each).",
         ),
     ],
-    archs: ArchsOption = "mobilenet_v2",
+    archs: Annotated[
+        str,
+        typer.Option(
+            "--arch",
+            "-a",
+            metavar="ARCH,...",
+            help="Architectures (`cnn models`) or folders `cnn train` wrote (trained further), "
+            "comma-separated.",
+        ),
+    ] = "mobilenet_v2",
     weights: WeightsListOption = "imagenet",
     epochs: Annotated[
         int, typer.Option(metavar="N", min=1, help="Most epochs of the head (early stopping).")
@@ -497,12 +506,16 @@ def train(
         augment=augment,
         flip=flip,
         patience=patience,
-        resize=resize or Resize.crop,
         seed=seed,
     )
-    records = [registry.get(name) for name in comma_list(archs, "--arch")]
-    models = tuple(networks.paired(records, comma_list(weights, "--weights")))
-    request = train_run.Request(data, models, output, options, val_split, force, resume)
+    (sources,) = _typed(ctx, weights=weights)
+    models = tuple(
+        networks.to_train(
+            comma_list(archs, "--arch"),
+            comma_list(sources, "--weights") if sources is not None else None,
+        )
+    )
+    request = train_run.Request(data, models, output, options, val_split, force, resume, resize)
     outcomes = train_run.run(env, request)
     emit(
         env,
