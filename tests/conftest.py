@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,3 +182,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     import shutil
 
     shutil.rmtree(SESSION_CACHE, ignore_errors=True)
+
+
+#: Runs `cnn` as `main()` does, then reports on stderr which of TensorFlow and Keras it imported.
+IMPORTS_PROBE = """\
+import sys, json, io, contextlib
+from cnncli.cli import main
+sys.argv = ['cnn', *json.loads(sys.argv[1])]
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    try: main()
+    except SystemExit as exit: assert not exit.code, exit.code
+sys.stderr.write(json.dumps([m for m in ('tensorflow', 'keras') if m in sys.modules]))
+print(out.getvalue())
+"""
+
+
+def run_reporting_imports(cache: Path, *args: object) -> subprocess.CompletedProcess:
+    """`cnn ARGS` in a fresh interpreter (CNN_CACHE_DIR=cache): stdout is cnn's, stderr the JSON
+    list of TensorFlow and Keras among the modules the run imported (a warm cache hit: none)."""
+    env = {**os.environ, "CNN_CACHE_DIR": str(cache)}
+    command = [sys.executable, "-c", IMPORTS_PROBE, json.dumps([str(a) for a in args])]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)

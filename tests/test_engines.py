@@ -19,7 +19,15 @@ from cnncli.engines import open_classifier
 from cnncli.env import Environment
 from cnncli.loader import Weights
 from cnncli.networks import RegistryNetwork
-from tests.conftest import MOBILENET_WEIGHTS, PHOTOS, ROOT, SAMPLES, needs_shared, seeded_model
+from tests.conftest import (
+    MOBILENET_WEIGHTS,
+    PHOTOS,
+    ROOT,
+    SAMPLES,
+    needs_shared,
+    run_reporting_imports,
+    seeded_model,
+)
 
 pytestmark = pytest.mark.skipif(not litert.available(), reason="ai-edge-litert is not installed")
 
@@ -40,13 +48,11 @@ def classify(cli, cache, *args):
     return run
 
 
-def cnn_process(cache, *args, code: str | None = None) -> subprocess.CompletedProcess:
+def cnn_process(cache, *args) -> subprocess.CompletedProcess:
     """`cnn ARGS` in a fresh interpreter with CNN_CACHE_DIR=cache."""
     env = {**os.environ, "CNN_CACHE_DIR": str(cache)}
-    command = ["-c", code] if code else ["-m", "cnncli", *map(str, args)]
-    return subprocess.run(
-        [sys.executable, *command], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
-    )
+    command = [sys.executable, "-m", "cnncli", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
 
 
 @needs_shared
@@ -78,19 +84,9 @@ def test_auto_converts_once_then_hits_without_tensorflow(cli, tmp_path, weights)
     assert entry.key.arch == "mobilenet_0.25" and entry.key.weights.startswith("sha256:")
     stamp = entry.path.stat().st_mtime_ns
 
-    probe = (
-        "import sys, json, io, contextlib\n"
-        "from cnncli.cli import main\n"
-        f"sys.argv = ['cnn', 'classify', {str(CAT)!r}, '-a', 'mobilenet_0.25', "
-        f"'-w', {str(weights)!r}, '-f', 'json']\n"
-        "out = io.StringIO()\n"
-        "with contextlib.redirect_stdout(out):\n"
-        "    try: main()\n"
-        "    except SystemExit as exit: assert not exit.code, exit.code\n"
-        "sys.stderr.write(json.dumps([m for m in ('tensorflow', 'keras') if m in sys.modules]))\n"
-        "print(out.getvalue())\n"
+    warm = run_reporting_imports(
+        tmp_path, "classify", CAT, "-a", "mobilenet_0.25", "-w", weights, "-f", "json"
     )
-    warm = cnn_process(tmp_path, code=probe)
     assert warm.returncode == 0, warm.stderr
     assert "converting" not in warm.stderr
     assert json.loads(warm.stderr) == []  # neither TensorFlow nor Keras was imported

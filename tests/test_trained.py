@@ -12,9 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +24,13 @@ from cnncli.cache import ModelCache
 from cnncli.env import Environment
 from cnncli.errors import UsageError
 from cnncli.networks import BundleNetwork
-from tests.conftest import COLOURS, ROOT, SESSION_CACHE, colour_photo, run_cli
+from tests.conftest import (
+    COLOURS,
+    SESSION_CACHE,
+    colour_photo,
+    run_cli,
+    run_reporting_imports,
+)
 from tests.test_bundle import METADATA, tiny_model
 
 pytestmark = pytest.mark.skipif(not litert.available(), reason="ai-edge-litert is not installed")
@@ -99,20 +102,7 @@ def test_a_cached_bundle_runs_without_tensorflow(trained, photos, tmp_path):
     args = ("classify", photos["blue"], "-m", trained, "-f", "json")
     first = run_cli(*args, tmp=tmp_path)
     assert first.exit_code == 0 and "converting colours for LiteRT" in first.stderr
-    probe = (
-        "import sys, json, io, contextlib\n"
-        "from cnncli.cli import main\n"
-        f"sys.argv = ['cnn', *{[str(a) for a in args]!r}]\n"
-        "out = io.StringIO()\n"
-        "with contextlib.redirect_stdout(out):\n"
-        "    try: main()\n"
-        "    except SystemExit as exit: assert not exit.code, exit.code\n"
-        "sys.stderr.write(json.dumps([m for m in ('tensorflow', 'keras') if m in sys.modules]))\n"
-        "print(out.getvalue())\n"
-    )
-    env = {**os.environ, "CNN_CACHE_DIR": str(tmp_path)}
-    command = [sys.executable, "-c", probe]
-    warm = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    warm = run_reporting_imports(tmp_path, *args)
     assert warm.returncode == 0, warm.stderr
     assert json.loads(warm.stderr) == []  # neither TensorFlow nor Keras was imported
     assert json.loads(warm.stdout)["results"] == first.json()["results"]
