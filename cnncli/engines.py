@@ -136,7 +136,9 @@ class Opening:
         check_precision(Engine.auto, precision, calibrate)  # --calibrate without int8
         self.cache = ModelCache(env.cache_dir)
         self.identity = network.identity(self.cache)
-        int8 = "" if self.calibration is None else f"+int8:{self.calibration.fingerprint()[:12]}"
+        #: The calibration set's content (its photos are hashed once, for the tag and the key).
+        self.fingerprint = "" if self.calibration is None else self.calibration.fingerprint()
+        int8 = f"+int8:{self.fingerprint[:12]}" if self.calibration is not None else ""
         self.tag = tag(network, self.identity) + int8
         self.model: Any = None
 
@@ -193,9 +195,8 @@ class Opening:
         network, cache, env = self.network, self.cache, self.env
         if network.random:  # random weights are never cached
             return self.uncached()
-        fingerprint = "" if self.calibration is None else self.calibration.fingerprint()
         key = cache.key(
-            network.record, self.identity, litert.NAME, self.precision.value, fingerprint
+            network.record, self.identity, litert.NAME, self.precision.value, self.fingerprint
         )
         path = cache.lookup(key, litert.SUFFIX)
         if path is not None:
