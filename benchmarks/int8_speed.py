@@ -4,8 +4,9 @@
 
 For each architecture (default: resnet50, mobilenet_v2, efficientnet_b0, densenet121), with
 random weights saved to a file (speed does not depend on their values) and a private
-compiled-model cache, both models are converted and loaded in this one process, then timed in
-interleaved rounds so that a change in the machine's load hits both alike:
+compiled-model cache, both models are converted and loaded in this one process, on each compiled
+engine (LiteRT, and OpenVINO where installed: `pip install "cnncli[openvino]"`), then timed in
+interleaved rounds so that a change in the machine's load hits all alike:
 
 - model alone: images/s of `Classifier.scores` at the batch size on photos decoded beforehand;
 - cnn classify DIR: images/s that `cnn classify DIR --precision P --format jsonl --output FILE`
@@ -32,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import stream  # noqa: E402  (benchmarks/stream.py)
 
-from cnncli import registry  # noqa: E402
+from cnncli import openvino_engine, registry  # noqa: E402
 from cnncli.bench import machine  # noqa: E402
 from cnncli.choices import Engine, Precision  # noqa: E402
 from cnncli.engines import Classifier, open_classifier  # noqa: E402
@@ -44,6 +45,7 @@ from cnncli.networks import RegistryNetwork  # noqa: E402
 PHOTOS = ROOT.parent / "shared" / "photos"
 ARCHS = ("resnet50", "mobilenet_v2", "efficientnet_b0", "densenet121")
 PRECISIONS = (Precision.fp32, Precision.int8)
+ENGINES = (Engine.litert, Engine.openvino) if openvino_engine.available() else (Engine.litert,)
 
 
 def photo_folder(folder: Path, count: int) -> list[Path]:
@@ -61,61 +63,66 @@ def photo_folder(folder: Path, count: int) -> list[Path]:
 
 
 def classify_command(
-    folder: Path, arch: str, weights: Path, precision: Precision, batch: int
+    folder: Path, arch: str, weights: Path, setting: tuple[Engine, Precision], batch: int
 ) -> list[str]:
-    """The end-to-end run: `cnn classify DIR` on LiteRT, results to a file."""
+    """The end-to-end run: `cnn classify DIR` on an engine in a precision, results to a file."""
+    engine, precision = setting
     options = {
         "-a": arch,
         "-w": str(weights),
-        "-e": "litert",
+        "-e": engine.value,
         "--precision": precision.value,
         "--batch-size": str(batch),
         "--format": "jsonl",
-        "--output": str(folder.parent / f"{precision.value}.jsonl"),
+        "--output": str(folder.parent / f"{engine.value}-{precision.value}.jsonl"),
     }
     arguments = [item for pair in options.items() for item in pair]
     return [sys.executable, "-m", "cnncli", "classify", str(folder), *arguments]
 
 
 def measure(arch: str, images: int, batch: int, rounds: int, work: Path) -> dict[str, float]:
-    """Median images/s of each precision, model alone and through `cnn classify DIR`."""
+    """Median images/s of each engine and precision, model alone and through `cnn classify
+    DIR`, keyed like "model litert int8" and "cli openvino fp32"."""
     folder = work / arch / "photos"
     photos = photo_folder(folder, images)
     weights = work / arch / "random.weights.h5"
     record = registry.get(arch)
     build(record, Weights("none")).save_weights(weights)
     env = Environment(cache_dir=work / arch / "cache")
-    models: dict[Precision, Classifier] = {
-        p: open_classifier(RegistryNetwork(record, Weights("file", weights)), Engine.litert, env, p)
-        for p in PRECISIONS
+    network = RegistryNetwork(record, Weights("file", weights))
+    models: dict[tuple[Engine, Precision], Classifier] = {
+        (e, p): open_classifier(network, e, env, p) for e in ENGINES for p in PRECISIONS
     }
     child = {**os.environ, "CNN_CACHE_DIR": str(env.cache_dir)}
     rates: dict[str, list[float]] = {}
     for round_ in range(1, rounds + 1):
-        for p, classifier in models.items():
+        for (e, p), classifier in models.items():
+            name = f"{e.value} {p.value}"
             model = stream.model_rate(classifier, photos, batch, images)
-            rates.setdefault(f"model {p.value}", []).append(model)
-            command = classify_command(folder, arch, weights, p, batch)
-            rates.setdefault(f"cli {p.value}", []).append(stream.cli_rate(command, child))
+            rates.setdefault(f"model {name}", []).append(model)
+            command = classify_command(folder, arch, weights, (e, p), batch)
+            rates.setdefault(f"cli {name}", []).append(stream.cli_rate(command, child))
         print(f"{arch} round {round_}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items()))
     return {k: statistics.median(v) for k, v in rates.items()}
 
 
 def table(results: dict[str, dict[str, float]], images: int, batch: int) -> list[str]:
-    """The Markdown table: images/s fp32 / int8 and their ratio, model alone and end to end."""
-    lines = [
-        f"Batch {batch}, LiteRT, {images} photos; images/s, median of interleaved rounds.",
-        "",
-        "| arch | model alone fp32 / int8 | int8 / fp32 "
-        "| cnn classify DIR fp32 / int8 | int8 / fp32 |",
-        "|---|---|---|---|---|",
-    ]
-    for arch, r in results.items():
-        alone, cli = (r["model fp32"], r["model int8"]), (r["cli fp32"], r["cli int8"])
-        lines.append(
-            f"| {arch} | {alone[0]:.1f} / {alone[1]:.1f} | {alone[1] / alone[0]:.2f}x "
-            f"| {cli[0]:.1f} / {cli[1]:.1f} | {cli[1] / cli[0]:.2f}x |"
-        )
+    """The Markdown tables, model alone then end to end: images/s fp32 / int8 and their ratio
+    on each engine, and int8 on each engine against the default engine's fp32 (LiteRT)."""
+    lines = [f"Batch {batch}, {images} photos; images/s, median of interleaved rounds."]
+    for kind, title in (("model", "model alone"), ("cli", "cnn classify DIR")):
+        head = [f"{e.value} fp32 / int8 | int8 / fp32" for e in ENGINES]
+        head += [f"{e.value} int8 / litert fp32" for e in ENGINES[1:]]
+        lines += ["", f"{title}:", "", f"| arch | {' | '.join(head)} |"]
+        lines.append("|---" * (1 + len(head) + len(ENGINES)) + "|")
+        for arch, r in results.items():
+            cells = []
+            for e in ENGINES:
+                fp32, int8 = r[f"{kind} {e.value} fp32"], r[f"{kind} {e.value} int8"]
+                cells += [f"{fp32:.1f} / {int8:.1f}", f"{int8 / fp32:.2f}x"]
+            base = r[f"{kind} litert fp32"]
+            cells += [f"{r[f'{kind} {e.value} int8'] / base:.2f}x" for e in ENGINES[1:]]
+            lines.append(f"| {arch} | {' | '.join(cells)} |")
     return lines
 
 

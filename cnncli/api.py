@@ -206,10 +206,13 @@ def evaluate(
     env: Environment | None = None,
     *,
     model: BundleLike | None = None,
+    precision: Precision | str = Precision.fp32,
+    calibrate: str | os.PathLike | None = None,
 ) -> Evaluation:
     """`cnn evaluate`: the model's top-1 and top-5, per-class precision, recall and F1, its
     confusion matrix and worst mistakes over DATA's class folders (a trained model's classes,
-    or ImageNet's named by WordNet id or label)."""
+    or ImageNet's named by WordNet id or label), in `precision` (int8: what it costs, measured
+    on the user's own labelled photos)."""
     from cnncli import evaluation
     from cnncli.engines import open_classifier
     from cnncli.networks import named, resize_for
@@ -218,7 +221,8 @@ def evaluate(
     network = _warned(named(arch, weights, model), env)
     folders = evaluation.class_folders(data, network.labels, env)
     view = resize_for(network, _resize(resize), env)
-    classifier = open_classifier(network, Engine(engine), env)
+    arithmetic = Precision(precision)
+    classifier = open_classifier(network, Engine(engine), env, arithmetic, _path(calibrate))
     return evaluation.evaluate(env, classifier, folders, view, batch_size, worst)
 
 

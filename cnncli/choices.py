@@ -49,6 +49,8 @@ class Engine(Choice):
     auto = "auto"
     keras = "keras"
     litert = "litert"
+    #: The LiteRT model, run by OpenVINO's CPU plugin (`openvino_engine`; an optional extra).
+    openvino = "openvino"
 
 
 class Format(Choice):

@@ -5,9 +5,10 @@ A `Classifier` pairs a network (a registry architecture with weights, or a train
 preprocessing, decoding and labels derive from the network and are never restated by callers.
 `keras` is the reference: always there, needed for summaries and Grad-CAM. `litert` runs a
 LiteRT conversion of the same model from the compiled-model cache, without importing TensorFlow
-once the entry exists. `auto` takes `litert` when its runtime is installed and the model
-converts, and says when it falls back. `--precision int8` runs only on `litert`: an int8 model is
-a quantized LiteRT flatbuffer (`quantize`), which Keras, running float graphs, cannot run.
+once the entry exists; `openvino` runs the same entry with OpenVINO's CPU plugin (an optional
+extra). `auto` takes `litert` when its runtime is installed and the model converts, and says
+when it falls back. `--precision int8` runs only on the compiled engines: an int8 model is a
+quantized LiteRT flatbuffer (`quantize`), which Keras, running float graphs, cannot run.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from cnncli import litert, quantize, registry
+from cnncli import litert, openvino_engine, quantize, registry
 from cnncli.cache import CacheUnwritable, ModelCache
 from cnncli.choices import Engine, Precision
 from cnncli.env import Environment
@@ -33,6 +34,11 @@ from cnncli.progress import status
 from cnncli.registry import Arch
 
 Forward = Callable[[np.ndarray], np.ndarray]
+Runner = litert.Runner | openvino_engine.Runner
+
+#: What runs a compiled model on each engine that runs one: a module with `NAME`, `INSTALL`,
+#: `available()` and `Runner(model, threads)`.
+RUNTIMES = {Engine.litert: litert, Engine.openvino: openvino_engine}
 
 
 @dataclass
@@ -102,8 +108,8 @@ def check_precision(choice: Engine, precision: Precision, calibrate: str | None)
     """Refuse the combinations that cannot run, before anything is loaded or written."""
     if precision is Precision.int8 and choice is Engine.keras:
         raise UsageError(
-            "--precision int8 runs on the LiteRT engine: Keras runs float graphs, and an int8 "
-            "model is a quantized LiteRT model (use --engine auto or litert)"
+            "--precision int8 runs on the compiled engines: Keras runs float graphs, and an "
+            "int8 model is a quantized LiteRT model (use --engine auto, litert or openvino)"
         )
     if precision is Precision.fp32 and calibrate is not None:
         raise UsageError("--calibrate calibrates int8 models: add --precision int8")
@@ -146,26 +152,28 @@ class Opening:
         """The classifier on the engine `choice` resolves to."""
         check_precision(choice, self.precision, None)
         if self.calibration is not None:
-            return self.int8()
+            return self.int8(choice)
         if choice is Engine.keras or (choice is Engine.auto and not litert.available()):
             return self.keras()
-        if not litert.available():
-            raise CnnError("--engine litert needs the LiteRT runtime: pip install ai-edge-litert")
+        engine = Engine.litert if choice is Engine.auto else choice
+        require(engine)
         if choice is Engine.auto and self.network.random:
             return self.keras()  # random weights: converting costs more than it saves
         try:
-            return self.litert(choice)
+            return self.compiled(choice, engine)
         except ConversionError as exc:
-            if choice is Engine.litert:
+            if choice is not Engine.auto:
                 raise
             self.env.warn(f"{exc}; running it on Keras instead")
             return self.keras()
 
-    def int8(self) -> Classifier:
-        """The int8 model on LiteRT, with one warning line where int8 was measured to stray
-        from float32. A model that does not quantize is an error, never a silent float32 run."""
-        if not litert.available():
-            raise CnnError("--precision int8 needs the LiteRT runtime: pip install ai-edge-litert")
+    def int8(self, choice: Engine) -> Classifier:
+        """The int8 model on `choice` (`auto`: LiteRT, whose int8 arithmetic kept float32's
+        top-1 more often than OpenVINO's: benchmarks/INT8.md), with one warning line where int8
+        was measured to stray from float32. A model that does not quantize is an error, never a
+        silent float32 run."""
+        engine = Engine.litert if choice is Engine.auto else choice
+        require(engine)
         record = self.network.record
         fidelity = registry.int8_fidelity(record)
         if fidelity.warn:
@@ -174,7 +182,7 @@ class Opening:
                 f"views measured on {fidelity.measured_on} ({fidelity.weights} weights, "
                 "benchmarks/INT8.md)"
             )
-        return self.litert(Engine.litert)
+        return self.compiled(engine, engine)
 
     def classifier(self, forward: Forward, engine: str, path: Path | None = None) -> Classifier:
         size = None if path is None else path.stat().st_size
@@ -188,13 +196,14 @@ class Opening:
     def keras(self) -> Classifier:
         return self.classifier(keras_forward(self.built()), "keras")
 
-    def litert(self, choice: Engine) -> Classifier:
-        """From the cache when the entry exists, is intact and loads; converted (and stored)
-        otherwise. A cache that cannot be written is not a reason to fail: `auto` runs the model
-        on Keras, `litert` converts it for this run alone."""
+    def compiled(self, choice: Engine, engine: Engine) -> Classifier:
+        """The LiteRT model on `engine`'s runtime: from the cache when the entry exists, is
+        intact and loads; converted (and stored) otherwise. A cache that cannot be written is
+        not a reason to fail: `auto` runs the model on Keras, an engine the user named converts
+        it for this run alone."""
         network, cache, env = self.network, self.cache, self.env
         if network.random:  # random weights are never cached
-            return self.uncached()
+            return self.uncached(engine)
         key = cache.key(
             network.record, self.identity, litert.NAME, self.precision.value, self.fingerprint
         )
@@ -202,7 +211,7 @@ class Opening:
         if path is not None:
             try:
                 cache.verify(path)
-                return self.classifier(load_runner(path, network.record), litert.NAME, path)
+                return self.loaded(path, engine)
             except (ValueError, RuntimeError) as exc:  # a `ChangedEntry`, or a file LiteRT refuses
                 env.warn(f"cache entry {path.name} is unusable ({exc}); rebuilding it")
                 cache.discard(path)
@@ -215,15 +224,21 @@ class Opening:
                 env.warn(f"{exc}; running {name} on Keras")
                 return self.classifier(keras_forward(model), "keras")
             env.warn(f"{exc}; converting {name} for this run only")
-            return self.uncached()
-        return self.classifier(load_runner(path, network.record), litert.NAME, path)
+            return self.uncached(engine)
+        return self.loaded(path, engine)
 
-    def uncached(self) -> Classifier:
-        """Convert into a temporary folder; the runner keeps the flatbuffer mapped after it goes."""
+    def loaded(self, path: Path, engine: Engine) -> Classifier:
+        runner = load_runner(path, self.network.record, engine=engine)
+        return self.classifier(runner, RUNTIMES[engine].NAME, path)
+
+    def uncached(self, engine: Engine) -> Classifier:
+        """Convert into a temporary folder; the runner keeps what it needs after the folder goes
+        (LiteRT the flatbuffer's bytes, OpenVINO the compiled model)."""
+        runtime = RUNTIMES[engine]
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / f"model{litert.SUFFIX}"
             self.convert(path, cached=False)
-            return self.classifier(litert.Runner(path), litert.NAME, path)
+            return self.classifier(runtime.Runner(path), runtime.NAME, path)
 
     def convert(self, path: Path, cached: bool) -> None:
         """Convert (quantize, when int8), saying so even off a terminal: it is the one step that
@@ -250,10 +265,19 @@ class Opening:
                 ) from exc
 
 
-def load_runner(model: Path | bytes, arch: Arch, threads: int | None = None) -> litert.Runner:
-    """Load a flatbuffer (a cache entry, or the bytes a cluster's worker was sent), refusing
-    one whose input does not match the record."""
-    runner = litert.Runner(model, threads)
+def require(engine: Engine) -> None:
+    """Refuse a compiled engine whose runtime is not installed, saying how to install it."""
+    runtime = RUNTIMES[engine]
+    if not runtime.available():
+        raise CnnError(f"--engine {engine.value} needs its runtime: {runtime.INSTALL}")
+
+
+def load_runner(
+    model: Path | bytes, arch: Arch, threads: int | None = None, engine: Engine = Engine.litert
+) -> Runner:
+    """Load a flatbuffer (a cache entry, or the bytes a cluster's worker was sent) on `engine`'s
+    runtime, refusing one whose input does not match the record."""
+    runner = RUNTIMES[engine].Runner(model, threads)
     if runner.input_size != arch.input_size:
         raise ValueError(f"input {runner.input_size} px, expected {arch.input_size}")
     return runner

@@ -187,7 +187,7 @@ class Tally:
     def evaluation(self, classes: Sequence[Class], about: Mapping[str, str]) -> Evaluation:
         """The figures over DATA's `classes` (the rows; columns for them and, when the model
         has others, one `(other)` column for all those), with `about` (what was measured with
-        what: data, arch, weights, engine, model)."""
+        what: data, arch, weights, engine, precision, model)."""
         index = [cls.index for cls in classes]
         rows = self.counts[index]
         matrix = rows[:, index]
@@ -345,6 +345,7 @@ def evaluate(
         "arch": classifier.arch.name,
         "weights": classifier.network.weights,
         "engine": classifier.engine,
+        "precision": classifier.precision,
         "model": classifier.tag,
     }
     return tally.evaluation(classes, about)
@@ -373,7 +374,8 @@ def render(result: Evaluation) -> list[RenderableType]:
     about = result.about
     out: list[RenderableType] = [
         Text(
-            f"{about['arch']} on {about['data']}: {result.images:,} images ({result.failed:,} "
+            f"{about['arch']}{' in int8' if about.get('precision') == 'int8' else ''} on "
+            f"{about['data']}: {result.images:,} images ({result.failed:,} "
             f"failed), top-1 {_percent(result.top1)}, top-5 {_percent(result.top5)}",
             style="bold",
         )

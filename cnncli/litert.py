@@ -17,6 +17,7 @@ import numpy as np
 from cnncli.quiet import native_output_silenced
 
 NAME = "litert"
+INSTALL = "pip install ai-edge-litert"
 SUFFIX = ".tflite"
 
 

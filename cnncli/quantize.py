@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -55,11 +56,20 @@ class Recipe:
     seed: int = 0
 
 
-#: The default calibration photos: the repository's sample images, beside the package in a
-#: checkout or an editable install (a wheel has none: then `--calibrate` is needed). Augmented to
-#: `Recipe.samples`, they calibrated MobileNet-0.25 as well as its evaluation photos themselves
-#: did, where random noise failed (benchmarks/INT8.md, "Which calibration set").
-SAMPLE_IMAGES = Path(__file__).resolve().parent.parent / "sample_images"
+#: Where the default calibration photos, the repository's sample images, are: beside the package
+#: in a checkout or an editable install, and under the environment's `share/` from a wheel
+#: (pyproject.toml's data-files). Augmented to `Recipe.samples`, they calibrated MobileNet-0.25 as
+#: well as its evaluation photos themselves did, where random noise failed (benchmarks/INT8.md,
+#: "Which calibration set"). Found by content, so either copy gives the same cache key.
+SAMPLE_IMAGES = (
+    Path(__file__).resolve().parent.parent / "sample_images",
+    Path(sys.prefix) / "share" / "cnncli" / "sample_images",
+)
+
+
+def sample_images(places: Sequence[Path] = SAMPLE_IMAGES) -> Path:
+    """The first of `places` that is a folder (the first place when none is, for the error)."""
+    return next((place for place in places if place.is_dir()), places[0])
 
 
 @dataclass(frozen=True)
@@ -75,7 +85,7 @@ class CalibrationSource:
     def parse(cls, spec: str | None) -> CalibrationSource:
         """The photos `--calibrate DIR|GLOB` names (read as classify reads its arguments), or
         the sample images when `spec` is None; a spec naming no photo is a usage error."""
-        where = spec if spec is not None else str(SAMPLE_IMAGES)
+        where = spec if spec is not None else str(sample_images())
         entries = list(Inputs((where,)).entries())
         paths = tuple(entry.image for entry in entries if entry.error is None)
         if paths:

@@ -195,8 +195,8 @@ def test_int8_on_keras_is_a_usage_error_that_says_why(cli):
     run = cli(*INT8_RUN, "-w", "none", "-e", "keras")
     assert run.exit_code == 2 and run.stdout == ""
     assert run.stderr.splitlines() == [
-        "cnn: error: --precision int8 runs on the LiteRT engine: Keras runs float graphs, and an "
-        "int8 model is a quantized LiteRT model (use --engine auto or litert)"
+        "cnn: error: --precision int8 runs on the compiled engines: Keras runs float graphs, and "
+        "an int8 model is a quantized LiteRT model (use --engine auto, litert or openvino)"
     ]
     for args in (("--calibrate", SAMPLES), ("--precision", "int8", "--calibrate", "nothing*.jpg")):
         run = cli("classify", SAMPLE_PHOTOS[0], "-a", ARCH.name, "-w", "none", *args)
@@ -215,3 +215,40 @@ def test_bench_times_fp32_and_int8_side_by_side(cached, cli):
     assert 2 * int8["model_bytes"] < fp32["model_bytes"]  # int8 weights: a quarter of the bytes
     assert int8["top1_agreement"] in (0.0, 1.0)  # one photo, timed twice per batch
     assert all(r["images_per_s"] > 0 and r["cold_process_s"] > 0 for r in rows)
+
+
+@needs_shared
+def test_evaluate_in_int8_reports_what_it_costs_on_labelled_photos(cached, cli, tmp_path):
+    """`cnn evaluate --precision int8` on the shared photos in ImageNet class folders: the same
+    images, the int8 model (from the cache), and a top-1 within one photo of float32's."""
+    weights, cache, _ = cached
+    expected = json.loads((PHOTOS / "expected.json").read_text())
+    root, imagenet = tmp_path / "val", cnncli.labels.imagenet()
+    for name, indices in expected.items():
+        folder = root / imagenet[indices[0]].wnid
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).symlink_to(PHOTOS / name)
+    args = ("evaluate", root, "-a", ARCH.name, "-w", weights, "-e", "litert", "-f", "json")
+    docs = {p: cli(*args, "--precision", p, tmp=cache) for p in ("fp32", "int8")}
+    assert all(run.exit_code == 0 for run in docs.values()), docs["int8"].stderr
+    fp32, int8 = docs["fp32"].json(), docs["int8"].json()
+    assert (fp32["precision"], int8["precision"]) == ("fp32", "int8")
+    assert int8["model"] == fp32["model"] + "+int8:" + int8["model"].rsplit(":", 1)[1]
+    assert "quantizing" not in docs["int8"].stderr  # the cached int8 model
+    assert fp32["images"] == int8["images"] == len(expected)
+    assert int8["top1"] >= fp32["top1"] - 1 / len(expected) - 1e-9
+
+
+def test_default_calibration_photos_are_found_where_a_wheel_installs_them(tmp_path):
+    """A wheel has no checkout beside the package: the sample images come from the
+    environment's share/ folder instead, and being the same photos, give the same cache key."""
+    installed = tmp_path / "share" / "cnncli" / "sample_images"
+    installed.mkdir(parents=True)
+    for photo in SAMPLE_PHOTOS:
+        shutil.copyfile(photo, installed / photo.name)
+    places = (tmp_path / "checkout" / "sample_images", installed)
+    assert quantize.sample_images(places) == installed
+    assert quantize.sample_images(places[:1]) == places[0]  # neither: the error names the first
+    default = quantize.CalibrationSource.parse(None)
+    copied = quantize.CalibrationSource.parse(str(installed))
+    assert copied.fingerprint() == default.fingerprint()

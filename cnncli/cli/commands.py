@@ -334,6 +334,8 @@ def evaluate(
     arch: MaybeArchOption = None,
     weights: WeightsOption = "imagenet",
     engine: EngineOption = Engine.auto,
+    precision: PrecisionOption = Precision.fp32,
+    calibrate: CalibrateOption = None,
     resize: ResizeOption = None,
     batch_size: BatchSizeOption = 16,
     worst: Annotated[
@@ -349,6 +351,7 @@ def evaluate(
     confusion matrix, worst mistakes. Class folders name a trained model's classes, or
     ImageNet's by WordNet id or label."""
     from cnncli import api, evaluation
+    from cnncli.engines import check_precision
 
     env = environment(ctx)
     if model is None and arch is None:
@@ -356,7 +359,20 @@ def evaluate(
     [given] = _typed(ctx, weights=weights)
     if plot is not None:
         evaluation.check_plot(plot)
-    result = api.evaluate(data, arch, given, engine, resize, batch_size, worst, env, model=model)
+    check_precision(engine, precision, calibrate)
+    result = api.evaluate(
+        data,
+        arch,
+        given,
+        engine,
+        resize,
+        batch_size,
+        worst,
+        env,
+        model=model,
+        precision=precision,
+        calibrate=calibrate,
+    )
     if plot is not None:
         evaluation.plot(result, plot)
     emit(

@@ -83,7 +83,10 @@ EngineOption = Annotated[
 EnginesOption = Annotated[
     str,
     typer.Option(
-        "--engine", "-e", metavar="ENGINE,...", help="Engines, comma-separated (keras, litert)."
+        "--engine",
+        "-e",
+        metavar="ENGINE,...",
+        help="Engines, comma-separated (keras, litert, openvino).",
     ),
 ]
 PrecisionOption = Annotated[
