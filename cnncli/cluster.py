@@ -49,7 +49,7 @@ from cnncli.choices import Engine, Resize
 from cnncli.classify import ImageResult
 from cnncli.engines import Classifier, flatbuffer, load_runner
 from cnncli.env import Environment
-from cnncli.errors import STOP_SIGNALS, UsageError, first_line
+from cnncli.errors import STOP_SIGNALS, CnnError, UsageError, first_line
 from cnncli.inputs import Entry, Inputs, Skipped, is_image_name
 from cnncli.labels import Prediction
 from cnncli.networks import Network
@@ -63,6 +63,8 @@ LOOPBACK = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 #: The names of this machine's loopback interface in a cluster's address.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: Seconds to wait for a cluster's address to accept a connection before saying it does not.
+CONNECT_TIMEOUT = 10.0
 
 #: Part files written at once. Writing takes no CPU a model would use (so the tasks ask for
 #: none, and never wait for a CPU the actors hold); more writers would only contend for the disk.
@@ -140,7 +142,12 @@ def connected(
         if not verbose:  # its advice on tuning (UserWarning), which a user of cnn cannot act on
             warnings.filterwarnings("ignore", module=r"ray(\.|$)")
         with _quiet(verbose), _own_signal_handlers():
-            ray.init(address=address, **options)
+            try:
+                ray.init(address=address, **options)
+            except ConnectionError as exc:  # something answers there, but not a Ray cluster
+                raise CnnError(
+                    f"--ray {address}: {first_line(exc)}; check that a Ray cluster runs there"
+                ) from exc
         try:
             _quiet_data(verbose)
             yield ray.get_runtime_context().gcs_address
@@ -149,12 +156,35 @@ def connected(
                 ray.shutdown()
 
 
+def host_port(address: str) -> tuple[str, int]:
+    """The host and port of a cluster address (`HOST:PORT`, `ray://HOST:PORT`, `[::1]:PORT`)."""
+    host, _, port = address.split("://")[-1].rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray {address}: expected HOST:PORT (or ray://HOST:PORT)")
+    return host.strip("[]"), int(port)
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Refuse, within `timeout` seconds, an address where nothing accepts a connection: Ray
+    itself would retry one for minutes before giving up."""
+    import socket
+
+    try:
+        socket.create_connection(host_port(address), timeout=timeout).close()
+    except OSError as exc:
+        silent = isinstance(exc, TimeoutError)
+        reason = f"no answer in {timeout:g} s" if silent else first_line(exc.strerror or exc)
+        raise CnnError(
+            f"--ray {address}: no Ray cluster answers there ({reason}); "
+            "start one with `ray start --head`, or check the address"
+        ) from exc
+
+
 def on_loopback(address: str) -> bool:
     """Whether `address` names an instance on this machine's loopback: Ray, unless in
     single-machine mode, connects to the machine's own address instead, where such an instance
     does not listen (the run would wait for it, retrying, for minutes)."""
-    host = address.split("://")[-1].rsplit(":", 1)[0].strip("[]")
-    return host in LOOPBACK_HOSTS
+    return address != "auto" and host_port(address)[0] in LOOPBACK_HOSTS
 
 
 def _quiet(verbose: bool) -> contextlib.AbstractContextManager[None]:
@@ -589,18 +619,24 @@ class Cluster:
     def parse(
         cls, address: str, engine: Engine, verbose: bool, into_parts: bool, part_size: int
     ) -> Cluster:
-        """`--ray [ADDRESS]` as the user gave it; refused when Ray is not installed, with
-        `--engine keras` (workers run LiteRT), or when ADDRESS is a path (the images, taken as
-        the address when `--ray` comes before them)."""
+        """`--ray [ADDRESS]` as the user gave it; refused when Ray is not installed, with an
+        engine other than LiteRT (what every worker runs), when ADDRESS is a path (the images,
+        taken as the address when `--ray` comes before them), or when nothing answers at the
+        address (`RAY_ADDRESS` without one): before any model is loaded or converted."""
         if not available():
             raise UsageError(f"--ray needs Ray, which is not installed: {INSTALL}")
-        if engine is Engine.keras:
-            raise UsageError("--ray runs the model on LiteRT in every worker: drop --engine keras")
+        if engine not in (Engine.auto, Engine.litert):
+            raise UsageError(
+                f"--ray runs the model on LiteRT in every worker: drop --engine {engine.value}"
+            )
         if address and os.path.exists(address):
             raise UsageError(
                 f"--ray took '{address}' as the cluster's address, but it is a file or folder: "
                 "put --ray after the images, or write --ray=ADDRESS"
             )
+        given = address or os.environ.get("RAY_ADDRESS")
+        if given and given not in ("local", "auto"):
+            check_reachable(given)
         return cls(address or None, verbose, into_parts, part_size)
 
     def connected(self) -> contextlib.AbstractContextManager[str]:

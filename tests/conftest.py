@@ -109,6 +109,16 @@ def seeded_model(name: str, seed: int) -> Any:
 COLOURS = {"blue": 2, "green": 1, "red": 0}
 
 
+def top5_hits(scores: Any, accepted: Any) -> int:
+    """How many rows of `scores` (photos x classes) have one of the photo's `accepted` class
+    indices (../shared/photos/expected.json's values, in the same order) among their top five."""
+    import numpy as np
+
+    top5 = np.argsort(-scores, axis=1)[:, :5]
+    pairs = zip(top5.tolist(), accepted, strict=True)
+    return sum(bool(set(row) & set(classes)) for row, classes in pairs)
+
+
 def colour_photo(path: Path, channel: int, seed: int, size: tuple[int, int] = (96, 72)) -> Path:
     """A noisy photo of one colour (channel 0 red, 1 green, 2 blue), as the test bundle's
     classes are; `channel` -1 gives a photo of no colour in particular (grey)."""

@@ -194,6 +194,34 @@ def test_a_local_instance_listens_on_loopback_only(instance):
     assert addresses <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
 
 
+def test_an_address_without_a_cluster_is_one_line_before_any_model_loads(tmp_path):
+    """Ray retries an address where nothing listens for minutes: cnn asks first, within
+    seconds, and says so in one line before loading or converting anything; a malformed
+    address and an engine the workers do not run are usage errors."""
+    with socket.socket() as probe:  # a port nothing listens on: bound, then closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    photo = colour_photo(tmp_path / "red.jpg", 0, seed=0)
+    for given, env in ((f"127.0.0.1:{port}", {}), (None, {"RAY_ADDRESS": f"[::1]:{port}"})):
+        args = ("classify", photo, "-w", "none", "--ray", *([given] if given else []))
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            run = run_cli(*args)
+        assert run.exit_code == 1 and run.stdout == ""
+        lines = run.stderr.splitlines()
+        assert not [text for text in lines if "converting" in text]
+        (line,) = [text for text in lines if text.startswith("cnn: error:")]
+        assert line.startswith(f"cnn: error: --ray {given or env['RAY_ADDRESS']}: no Ray cluster")
+        assert "`ray start --head`" in line
+    for args, says in (
+        (("--ray", "nonsense"), "expected HOST:PORT"),
+        (("--ray", "-e", "openvino"), "drop --engine openvino"),
+    ):
+        run = run_cli("classify", photo, "-w", "none", *args)
+        assert run.exit_code == 2 and says in run.stderr.splitlines()[-1]
+
+
 def descendants(pid: int) -> set[int]:
     """`pid` and every process under it."""
     children: dict[int, list[int]] = {}
