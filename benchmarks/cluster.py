@@ -11,7 +11,11 @@ its own temp dir), then alternates for `--rounds` rounds:
 - ray: `cluster.write_parts` into a fresh folder, what `cnn classify --ray -o DIR/` runs: a
   whole run from the moment the dataset is built (a fresh actor pool per run, as each command
   starts one, and the model loaded in each actor), split into the time to the first part and
-  the rate after it, which is what a run of millions of images gets.
+  the rate after it. The first run on the fresh instance (its workers starting) is reported
+  apart from the later ones, which are what a cluster that is already up gives each command.
+
+Then, as a user sees it, whole `cnn classify DIR` processes with and without `--ray ADDRESS`
+(the instance already up), timed by the wall clock: start, model from the cache, run, exit.
 
 Then what bounds a large run besides the workers, measured here: the listing rate of one read
 task (one per source argument), the bytes per image that cross the object store (a block of
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +54,15 @@ from cnncli.networks import RegistryNetwork  # noqa: E402
 TARGET = 10_000_000
 MACHINES = (1, 10, 100)
 CORES = 16
+
+
+def command_rate(folder: Path, model: list[str], env: dict[str, str], *extra: str) -> float:
+    """images/s of a whole `cnn classify DIR` process (start, model from the cache, run, exit),
+    by the wall clock: what a user waits for, with or without `--ray`."""
+    command = [sys.executable, "-m", "cnncli", "classify", str(folder), *model, *extra]
+    start = time.perf_counter()
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    return len(list(folder.iterdir())) / (time.perf_counter() - start)
 
 
 def ray_rate(folder: Path, plan: cluster.Plan, model: bytes, out: Path) -> tuple[float, ...]:
@@ -116,20 +130,38 @@ def measure(work: Path, images: int, arch: registry.Arch, batch: int, rounds: in
     part_size = max(16, images // 20)
     plan = cluster.Plan(network, local.tag, local.precision, batch_size=batch, part_size=part_size)
     runs: dict[str, list[tuple[float, ...]]] = {"local": [], "ray": []}
-    with cluster.connected(num_cpus=2, temp_dir=work / "ray"):  # (print goes to /dev/null)
+    commands: dict[str, list[float]] = {"local": [], "ray": []}
+    child = {**os.environ, "CNN_CACHE_DIR": str(work / "cache"), "RAY_AUTH_MODE": "token"}
+    model = ["-a", arch.name, "-w", str(path), "-e", "litert", "-f", "jsonl"]
+    with cluster.connected(num_cpus=2, temp_dir=work / "ray") as address:  # (print: /dev/null)
         for number in range(1, rounds + 1):
             runs["local"].append((stream_rate(local, folder, batch),))
             runs["ray"].append(ray_rate(folder, plan, flatbuffer(local), work / f"out-{number}"))
+        for number in range(1, rounds + 1):
+            out = work / f"command-{number}"
+            commands["local"].append(command_rate(folder, model, child, "-o", f"{out}.jsonl"))
+            ray = ("--ray", address, "-o", f"{out}/")
+            commands["ray"].append(command_rate(folder, model, child, *ray))
     for number, (mine, theirs) in enumerate(zip(runs["local"], runs["ray"], strict=True), 1):
         print(f"round {number}: local {mine[0]:.1f}, ray {theirs[0]:.1f} images/s")
     local_rate = statistics.median(r[0] for r in runs["local"])
-    overall, opening, steady = (statistics.median(r[i] for r in runs["ray"]) for i in range(3))
-    print(f"{images} JPEGs 640x480, {arch.name}, batch {batch}, 2 CPUs, median of {rounds}:")
-    print(f"  local {local_rate:6.1f} images/s")
+    print(f"{images} JPEGs 640x480, {arch.name}, batch {batch}, 2 CPUs:")
+    print(f"  local {local_rate:6.1f} images/s (median of {rounds})")
+    later = runs["ray"][1:]
+    for name, chosen in (("first run", runs["ray"][:1]), (f"later runs ({len(later)})", later)):
+        if not chosen:
+            continue
+        overall, opening, steady = (statistics.median(r[i] for r in chosen) for i in range(3))
+        print(
+            f"  ray, {name}: {overall:6.1f} images/s ({overall / local_rate:.0%} of local); "
+            f"first part after {opening:.1f} s, then {steady:.1f} images/s"
+        )
+    alone, spread = statistics.median(commands["local"]), statistics.median(commands["ray"])
     print(
-        f"  ray   {overall:6.1f} images/s ({overall / local_rate:.0%} of local); first part "
-        f"after {opening:.1f} s, then {steady:.1f} images/s ({steady / local_rate:.0%} of local)"
+        f"  whole commands (median of {rounds}): cnn classify DIR {alone:.1f} images/s, with "
+        f"--ray ADDRESS -o DIR/ {spread:.1f} images/s ({spread / alone:.0%} of local)"
     )
+    steady = statistics.median(r[2] for r in runs["ray"])
     paper(steady / 2, listing_rate(folder), *store_bytes(folder, 5), plan.part_size)
 
 

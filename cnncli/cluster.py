@@ -63,6 +63,8 @@ LOOPBACK = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 #: The names of this machine's loopback interface in a cluster's address.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: This `cnncli` package's folder, which a cluster's workers are sent.
+PACKAGE = Path(__file__).resolve().parent
 #: Seconds to wait for a cluster's address to accept a connection before saying it does not.
 CONNECT_TIMEOUT = 10.0
 
@@ -116,7 +118,10 @@ def connected(
 ) -> Iterator[str]:
     """Ray for the block: the cluster at `address` (else `RAY_ADDRESS`), or a local instance
     started here (on loopback, with `num_cpus`) and stopped at the end. Workers import this
-    `cnncli` (Ray ships it, `py_modules`), so a cluster's nodes need its dependencies alone.
+    `cnncli`: a remote cluster's are sent it (`py_modules`), so its nodes need its dependencies
+    alone; on this machine they import it where this process did, through PYTHONPATH (for an
+    instance started here, `_local_workers_import_this_cnncli`), which spares the packaging
+    and seconds of start-up per run (benchmarks/README.md, "Cluster").
     Yields the cluster's address.
 
     Ray's lines stay off the terminal unless `verbose`: its start-up lines are native output
@@ -130,18 +135,23 @@ def connected(
     options: dict[str, Any] = {
         "log_to_driver": verbose,
         "logging_level": "INFO" if verbose else "ERROR",
-        "runtime_env": {"py_modules": [str(Path(__file__).resolve().parent)]},
     }
     if local:
         options.update(num_cpus=num_cpus, include_dashboard=False)
         options.update(_temp_dir=str(temp_dir) if temp_dir else None)
+    elif on_loopback(address):  # workers on this file system: they import the driver's files
+        search = os.pathsep.join((str(PACKAGE.parent), "${PYTHONPATH}"))  # (Ray expands ${X})
+        options.update(runtime_env={"env_vars": {"PYTHONPATH": search}})
+    else:
+        options.update(runtime_env={"py_modules": [str(PACKAGE)]})
     with contextlib.ExitStack() as stack:
         sink = sys.stderr if verbose else stack.enter_context(open(os.devnull, "w"))
         stack.enter_context(contextlib.redirect_stdout(sink))
         stack.enter_context(warnings.catch_warnings())
         if not verbose:  # its advice on tuning (UserWarning), which a user of cnn cannot act on
             warnings.filterwarnings("ignore", module=r"ray(\.|$)")
-        with _quiet(verbose), _own_signal_handlers():
+        workers = _local_workers_import_this_cnncli() if local else contextlib.nullcontext()
+        with _quiet(verbose), _own_signal_handlers(), workers:
             try:
                 ray.init(address=address, **options)
             except ConnectionError as exc:  # something answers there, but not a Ray cluster
@@ -178,6 +188,22 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
             f"--ray {address}: no Ray cluster answers there ({reason}); "
             "start one with `ray start --head`, or check the address"
         ) from exc
+
+
+@contextlib.contextmanager
+def _local_workers_import_this_cnncli() -> Iterator[None]:
+    """While a local instance starts, put the folder this `cnncli` was imported from first on
+    PYTHONPATH, which its processes inherit: its workers then import the driver's own code
+    without a runtime environment (whose packaging and dedicated workers cost seconds)."""
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(PACKAGE.parent), saved)))
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
 
 
 def on_loopback(address: str) -> bool:
