@@ -314,33 +314,11 @@ def parquet_rows(folder: Path) -> list[dict]:
 def test_parquet_parts_resume_to_hold_every_image_once(instance, model, photos, local, tmp_path):
     """A first run over part of the photos, then a resumed run over all of them: the images
     held are skipped, the failed one (its error record dropped first) is classified again."""
-    out = f"{tmp_path}/parts/"
-    first = model.run(
-        photos / "img_000*.jpg",
-        photos / "broken.jpg",
-        "--ray",
-        instance.address,
-        "-f",
-        "parquet",
-        "-o",
-        out,
-        "--part-size",
-        "4",
-    )
+    parquet = ("--ray", instance.address, "-f", "parquet", "-o", f"{tmp_path}/parts/")
+    first = model.run(photos / "img_000*.jpg", photos / "broken.jpg", *parquet, "--part-size", "4")
     assert first.exit_code == 1
     assert first.stderr.splitlines()[-1].startswith("10 classified, 1 failed")
-    again = model.run(
-        photos,
-        "--ray",
-        instance.address,
-        "-f",
-        "parquet",
-        "-o",
-        out,
-        "--part-size",
-        "8",
-        "--resume",
-    )
+    again = model.run(photos, *parquet, "--part-size", "8", "--resume")
     assert again.exit_code == 1 and cnn_lines(again.stderr) == []
     closing = again.stderr.splitlines()[-1]
     assert closing.startswith("38 classified, 2 failed") and closing.endswith(
