@@ -169,7 +169,7 @@ class Opening:
 
     def int8(self, choice: Engine) -> Classifier:
         """The int8 model on `choice` (`auto`: LiteRT, whose int8 arithmetic kept float32's
-        top-1 more often than OpenVINO's: benchmarks/INT8.md), with one warning line where int8
+        top-1 more often than OpenVINO's: benchmarks/README.md), with one warning line where int8
         was measured to stray from float32. A model that does not quantize is an error, never a
         silent float32 run."""
         engine = Engine.litert if choice is Engine.auto else choice

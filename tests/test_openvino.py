@@ -113,7 +113,7 @@ def test_a_batch_split_across_streams_keeps_its_order(cache):
 
 @needs_shared
 def test_real_weights_int8_on_openvino_keeps_top5_hits_on_the_shared_photos(cache):
-    """OpenVINO's int8 kernels round differently from LiteRT's (benchmarks/INT8.md, measured
+    """OpenVINO's int8 kernels round differently from LiteRT's (benchmarks/README.md, measured
     10 of 13 top-1 kept against LiteRT's 12): this checks what the README claims for them,
     top-5 hits no fewer than float32's minus one, and top-1 kept on at least 9 of 13 photos."""
     expected = json.loads((PHOTOS / "expected.json").read_text())
