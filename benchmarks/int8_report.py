@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 #: A family is "ok" for int8 when the quantized model keeps the float top-1 on at least this
@@ -123,31 +123,38 @@ def real_hits(rows: Sequence[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def calibration(study: Any) -> list[str]:
+def study_section(
+    study: Any, heading: str, intro: str, header: str, row: Callable[[dict[str, Any]], list[str]]
+) -> list[str]:
+    """One study's section: its heading and intro, then its table (`header` names the columns,
+    `row` gives each row's cells), or the study's error; nothing for a study not run."""
     if study is None:
         return []
-    lines = [
+    lines = [heading, "", intro, ""]
+    if isinstance(study, dict):
+        return [*lines, f"The study failed: {study.get('error')}", ""]
+    columns = header.count("|") - 1
+    table = [header, "|---" * columns + "|", *("| " + " | ".join(row(r)) + " |" for r in study)]
+    return [*lines, *table, ""]
+
+
+def calibration(study: Any) -> list[str]:
+    return study_section(
+        study,
         "## Which calibration set: MobileNet-0.25, real ImageNet weights",
-        "",
         "Each set calibrates one int8 conversion of the same model; columns as above, and the "
         "accepted-label hits on the 13 photos (float32: see the first row's fp32 columns). The "
         "(ii) sets calibrate on the photos they are evaluated on, so they are the best case "
         "for those photos, not a held-out figure.",
-        "",
-    ]
-    if isinstance(study, dict):
-        return [*lines, f"The study failed: {study.get('error')}", ""]
-    lines += [
         "| calibration set | convert s | top-1 agree (17) | top-1 agree (views) | top-5 overlap | "
         "max abs diff | mean TV distance | top-1 hits fp32 / int8 | top-5 hits fp32 / int8 |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    return [*lines, *(study_row(row) for row in study), ""]
+        study_cells,
+    )
 
 
-def study_row(row: dict[str, Any]) -> str:
+def study_cells(row: dict[str, Any]) -> list[str]:
     fp32, int8 = row["fp32_hits"], row["int8_hits"]
-    cells = [
+    return [
         row["set"],
         f"{row['convert_s']:.1f}",
         *agreement(row),
@@ -155,32 +162,20 @@ def study_row(row: dict[str, Any]) -> str:
         f"{fp32['top1']} / {int8['top1']}",
         f"{fp32['top5']} / {int8['top5']}",
     ]
-    return "| " + " | ".join(cells) + " |"
 
 
 def sample_counts(study: Any) -> list[str]:
-    if study is None:
-        return []
-    lines = [
+    return study_section(
+        study,
         "## How many calibration samples: ResNet50, seeded weights",
-        "",
         "The sample images as N calibration samples (N=4: each once; more: augmented); the "
         "conversion's CPU seconds (all threads) and the fidelity columns as above.",
-        "",
-    ]
-    if isinstance(study, dict):
-        return [*lines, f"The study failed: {study.get('error')}", ""]
-    lines += [
         "| N | conversion CPU s | top-1 agree (17) | top-1 agree (views) | top-5 overlap | "
         "max abs diff | TV |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in study:
-        cells = [
+        lambda row: [
             str(row["samples"]),
             f"{row['cpu_s']:.0f}",
             *agreement(row),
             f"{row['mean_tv']:.3f}",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return [*lines, ""]
+        ],
+    )
