@@ -234,11 +234,10 @@ class Opening:
     def uncached(self, engine: Engine) -> Classifier:
         """Convert into a temporary folder; the runner keeps what it needs after the folder goes
         (LiteRT the flatbuffer's bytes, OpenVINO the compiled model)."""
-        runtime = RUNTIMES[engine]
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / f"model{litert.SUFFIX}"
             self.convert(path, cached=False)
-            return self.classifier(runtime.Runner(path), runtime.NAME, path)
+            return self.loaded(path, engine)
 
     def convert(self, path: Path, cached: bool) -> None:
         """Convert (quantize, when int8), saying so even off a terminal: it is the one step that
