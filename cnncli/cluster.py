@@ -68,8 +68,9 @@ PACKAGE = Path(__file__).resolve().parent
 #: Seconds to wait for a cluster's address to accept a connection before saying it does not.
 CONNECT_TIMEOUT = 10.0
 
-#: Part files written at once. Writing takes no CPU a model would use (so the tasks ask for
-#: none, and never wait for a CPU the actors hold); more writers would only contend for the disk.
+#: Part files written at once, at most. Writing takes no CPU a model would use (so the writers
+#: ask for none, and never wait for a CPU the model actors hold); more would only contend for
+#: the disk.
 WRITERS = 4
 
 #: Bytes of names in the unit of work an actor takes (see `_data_context`): 4 KiB holds 30 to
@@ -593,38 +594,52 @@ def write_parts(
     sources: Sources, plan: Plan, model: bytes, folder: parts.PartsFolder
 ) -> Iterator[parts.Part]:
     """Classify into part files of `folder` (opened by `parts.opened`: with `--resume`, its held
-    images are skipped), written by Ray tasks in parallel; yields each part as it is written,
-    for progress and error lines on the driver (connected to Ray)."""
+    images are skipped), written by a pool of writer actors in parallel; yields each part as it
+    is written, for progress and error lines on the driver (connected to Ray)."""
     import ray
 
     done = ray.put(folder.done) if len(folder.done) else None
     data = dataset(sources, plan, ray.put(model), done).map_batches(
-        _write_block,
-        fn_kwargs={"folder": str(folder.folder.resolve()), "fmt": folder.fmt},
+        Writer,
+        fn_constructor_kwargs={"folder": str(folder.folder.resolve()), "fmt": folder.fmt},
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=WRITERS),
         batch_size=plan.part_size,
         batch_format="pyarrow",
         num_cpus=0,
-        concurrency=WRITERS,
     )
-    for row in data.iter_rows():
-        failed = zip(map(os.fsdecode, row["failed"]), row["reasons"], strict=True)
-        yield parts.Part(row["name"], row["images"], tuple(failed))
+    # Each part as soon as it is written: with `iter_rows` (which prefetches) the driver heard
+    # of parts only as the run ended (measured: written at 13.8 s, reported at 22.3 s of 22.3).
+    for batch in data.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
+        for row in batch.to_pylist():
+            failed = zip(map(os.fsdecode, row["failed"]), row["reasons"], strict=True)
+            yield parts.Part(row["name"], row["images"], tuple(failed))
 
 
-def _write_block(batch: Any, folder: str, fmt: Any) -> Any:
-    """A Ray task: one block of result rows written as one part; returns what was written."""
-    import pyarrow as pa
+class Writer:
+    """A writer actor: each block of result rows it is given written as one part file.
 
-    part = parts.write(Path(folder), fmt, image_results(batch))
-    failed = [os.fsencode(image) for image, _ in part.errors]
-    return pa.table(
-        {
-            "name": [part.name],
-            "images": [part.images],
-            "failed": pa.array([failed], pa.list_(pa.binary())),
-            "reasons": pa.array([[reason for _, reason in part.errors]], pa.list_(pa.string())),
-        }
-    )
+    Actors, not a task per part: Ray keeps no more idle worker processes than a node has CPUs,
+    which the model actors hold, so each write task would start (and import) a new Python
+    process, a CPU-second apiece on a small node, once per part for the whole run."""
+
+    def __init__(self, folder: str, fmt: Any) -> None:
+        self.folder, self.fmt = Path(folder), fmt
+
+    def __call__(self, batch: Any) -> Any:
+        """The part written, as one row: its name, its image count and its failed images."""
+        import pyarrow as pa
+
+        part = parts.write(self.folder, self.fmt, image_results(batch))
+        failed = [os.fsencode(image) for image, _ in part.errors]
+        reasons = [reason for _, reason in part.errors]
+        return pa.table(
+            {
+                "name": [part.name],
+                "images": [part.images],
+                "failed": pa.array([failed], pa.list_(pa.binary())),
+                "reasons": pa.array([reasons], pa.list_(pa.string())),
+            }
+        )
 
 
 @dataclass(frozen=True)
