@@ -2,7 +2,7 @@
 
 A Ray Data pipeline, with nothing of its own for what an image becomes:
 
-    listing (read tasks) -> decode + infer (an actor pool) -> part files (tasks) -> driver
+    listing (read tasks) -> decode + infer (an actor pool) -> part files (writer actors) -> driver
 
 - Listing runs in read tasks, one per source, each yielding names as it walks (local paths
   through `inputs.Inputs`, object-store URIs through pyarrow's file systems) in blocks of a few
@@ -12,13 +12,18 @@ A Ray Data pipeline, with nothing of its own for what an image becomes:
 - Workers never import TensorFlow: the driver takes the LiteRT flatbuffer its classifier runs
   (`engines.flatbuffer`: from the compiled-model cache, or converted for the run) and puts it
   in the object store once; each actor loads it with the LiteRT runtime in milliseconds.
-- Each actor decodes its own batch with the project's decoder (`pipeline.decode_entry`: EXIF,
-  modes, crop) in a thread, then runs the model (`pipeline.infer_batch`), so results are the
-  `ImageResult`s a local run builds. Decoding in Ray tasks instead (`decode="tasks"`) ships
-  150 KB of pixels per image through the object store and keeps half the CPUs from the model;
-  on this 2-core machine it measured slower (17.5 against 21.0 images/s over 1,000 photos, 21
-  against 43 after the first part), so it is the option for clusters whose model actors sit
-  on scarce accelerators, with decoding on the CPU nodes.
+- Each actor decodes its own batches with the project's decoder (`pipeline.decode_entry`: EXIF,
+  modes, crop) in threads and runs the model on them (`pipeline.score_batch`), so results are
+  the `ImageResult`s a local run builds. An actor takes `LANES` CPUs and runs as many batches
+  at once, each through its own single-threaded interpreter: a node starts half the Python
+  processes one actor per CPU would (each costs about 1.9 CPU-seconds to start and import on
+  this machine), and single-threaded interpreters spend less CPU per image than one on two
+  threads (see `LANES`).
+- Decoding in Ray tasks instead (`decode="tasks"`) ships 150 KB of pixels per image through
+  the object store and keeps half the CPUs from the model; on this 2-core machine it measured
+  slower (17.5 against 21.0 images/s over 1,000 photos, 21 against 43 after the first part),
+  so it is the option for clusters whose model actors sit on scarce accelerators, with
+  decoding on the CPU nodes.
 - An image that cannot be decoded is an error record, never a failed task.
 - Ray Data restarts a killed actor and retries its tasks (`max_restarts=-1`,
   `max_task_retries=-1` are its defaults for actor pools), and a task's output counts only once
@@ -31,12 +36,12 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import queue
 import signal
 import sys
 import tempfile
 import warnings
 from collections.abc import Generator, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -77,6 +82,12 @@ WRITERS = 4
 #: 100 names, a few model batches, a second or so of work, whose cost as a Ray task (a few
 #: milliseconds) is small beside it, while the actors still share out the last ones.
 BLOCK_BYTES = 4096
+
+#: CPUs each model actor takes, and batches it runs at once (in Ray's threads for the actor),
+#: each decoded and classified by one lane: a single-threaded interpreter of its own. Measured
+#: here on 2,000 photos (mobilenet_v2): 15 ms of CPU per image in lanes, 17 ms with one
+#: interpreter on two threads; and one process to start per two CPUs, not two.
+LANES = 2
 
 #: Images per part file of `--output DIR/`: 10 million images make 10,000 files.
 PART_SIZE = 1000
@@ -281,8 +292,8 @@ class Plan:
     resize: Resize = Resize.crop
     batch_size: int = 16
     part_size: int = PART_SIZE
-    actors: int | None = None  # None: the cluster's CPUs / threads
-    threads: int = 1  # per actor: the LiteRT runtime's and the decoders'
+    actors: int | None = None  # None: the cluster's CPUs / lanes (`laid_out`)
+    lanes: int = LANES  # per actor: CPUs, and single-threaded interpreters
     decode: DecodeIn = "actors"
     block_bytes: int = BLOCK_BYTES
     #: The driver's folder, where workers look up relative names (when their node has it).
@@ -461,17 +472,18 @@ def decode_batch(batch: dict[str, np.ndarray], size: int, resize: Resize) -> dic
 
 class Infer:
     """A model actor: loads the shipped flatbuffer once, then batch by batch decodes (unless
-    Ray tasks did) and classifies, returning result rows."""
+    Ray tasks did) and classifies, returning result rows. Ray makes `plan.lanes` calls at once,
+    in its threads: each takes an idle interpreter of the actor's, one per lane."""
 
     def __init__(self, model: Any, plan: Plan) -> None:
         import ray
 
         plan.enter()
         data = ray.get(model) if isinstance(model, ray.ObjectRef) else model
-        runner = load_runner(data, plan.arch, threads=plan.threads)
         self.plan = plan
-        self.classifier = plan.classifier(runner)
-        self.pool = ThreadPoolExecutor(plan.threads, thread_name_prefix="cnn-decode")
+        self.idle: queue.SimpleQueue[Classifier] = queue.SimpleQueue()
+        for _ in range(plan.lanes):
+            self.idle.put(plan.classifier(load_runner(data, plan.arch, threads=1)))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Any:
         found = list(zip(batch["image"], errors(batch), strict=True))
@@ -480,10 +492,13 @@ class Infer:
             values = [e or p for (_, e), p in zip(found, pixels, strict=True)]
         else:
             size, resize = self.plan.arch.input_size, self.plan.resize
-            futures = [self.pool.submit(decode, i, e, size, resize) for i, e in found]
-            values = [future.result() for future in futures]
+            values = [decode(i, e, size, resize) for i, e in found]  # (in this lane's thread)
         decoded = [(os.fsdecode(i), v) for (i, _), v in zip(found, values, strict=True)]
-        return results_table(pipeline.infer_batch(self.classifier, decoded, self.plan.top))
+        classifier = self.idle.get()
+        try:
+            return results_table(pipeline.infer_batch(classifier, decoded, self.plan.top))
+        finally:
+            self.idle.put(classifier)
 
 
 def results_table(results: Iterable[ImageResult]) -> Any:
@@ -538,12 +553,16 @@ def dataset(
                 batch_format="numpy",
                 memory=DECODE_MEMORY,  # (resources that differ: Ray Data fuses them otherwise)
             )
-        actors = plan.actors or _pool_size(plan, int(ray.cluster_resources().get("CPU", 1)))
+        plan = laid_out(plan, *_cpus(ray))
         return data.map_batches(
             Infer,
             fn_constructor_kwargs={"model": model, "plan": plan},
-            compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=plan.threads,
+            compute=ray.data.ActorPoolStrategy(
+                size=plan.actors,
+                max_concurrent_calls_per_actor=plan.lanes,
+                enable_true_multi_threading=True,  # (else one call at a time runs the class)
+            ),
+            num_cpus=plan.lanes,
             batch_size=plan.batch_size,
             batch_format="numpy",
         )
@@ -571,10 +590,19 @@ def _data_context(ordered: bool, block_bytes: int) -> Iterator[None]:
         context.execution_options.preserve_order, context.target_max_block_size = saved
 
 
-def _pool_size(plan: Plan, cpus: int) -> int:
-    """Actors to start: every CPU runs one, unless decoding tasks need half of them."""
-    share = cpus // 2 if plan.decode == "tasks" else cpus
-    return max(1, share // plan.threads)
+def laid_out(plan: Plan, cpus: int, largest: int) -> Plan:
+    """`plan` on a cluster of `cpus` CPUs whose largest node has `largest`: its model actors'
+    lanes (no more than a node's CPUs, or than the actors' share: half of the CPUs when decoding
+    tasks take the other half), and as many actors as that share holds, unless given."""
+    share = max(1, cpus // 2 if plan.decode == "tasks" else cpus)
+    lanes = max(1, min(plan.lanes, share, largest))
+    return replace(plan, lanes=lanes, actors=plan.actors or max(1, share // lanes))
+
+
+def _cpus(ray: Any) -> tuple[int, int]:
+    """The cluster's CPUs, and those of its largest node."""
+    nodes = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]]
+    return int(ray.cluster_resources().get("CPU", 1)), int(max(nodes, default=1))
 
 
 def classify_ordered(
