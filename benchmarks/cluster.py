@@ -43,7 +43,7 @@ from stream import stream_rate, write_photos  # noqa: E402
 from cnncli import cluster, parts, registry  # noqa: E402
 from cnncli.choices import Engine, Format  # noqa: E402
 from cnncli.classify import ImageResult  # noqa: E402
-from cnncli.engines import flatbuffer, open_classifier  # noqa: E402
+from cnncli.engines import Classifier, flatbuffer, open_classifier  # noqa: E402
 from cnncli.env import Environment  # noqa: E402
 from cnncli.inputs import Entry, Inputs  # noqa: E402
 from cnncli.labels import Prediction  # noqa: E402
@@ -54,6 +54,20 @@ from cnncli.networks import RegistryNetwork  # noqa: E402
 TARGET = 10_000_000
 MACHINES = (1, 10, 100)
 CORES = 16
+
+
+def machine_cpu() -> float:
+    """CPU-seconds the whole machine has spent (/proc/stat: user, nice, system), so a run's
+    cost includes Ray's worker processes and daemons, not only this process's."""
+    with open("/proc/stat") as stat:
+        user, nice, system = (int(n) for n in stat.readline().split()[1:4])
+    return (user + nice + system) / os.sysconf("SC_CLK_TCK")
+
+
+def pipeline_rate(classifier: Classifier, folder: Path, batch: int) -> tuple[float, float]:
+    """images/s of the local pipeline over `folder`, and the machine's CPU-seconds for it."""
+    spent = machine_cpu()
+    return stream_rate(classifier, folder, batch), machine_cpu() - spent
 
 
 def command_rate(folder: Path, model: list[str], env: dict[str, str], *extra: str) -> float:
@@ -67,8 +81,8 @@ def command_rate(folder: Path, model: list[str], env: dict[str, str], *extra: st
 
 def ray_rate(folder: Path, plan: cluster.Plan, model: bytes, out: Path) -> tuple[float, ...]:
     """A whole `write_parts` run into the fresh folder `out`: images/s overall, seconds to the
-    first part, and images/s after it."""
-    start = time.perf_counter()
+    first part, images/s after it, and the machine's CPU-seconds for it."""
+    start, spent = time.perf_counter(), machine_cpu()
     first, opening, done = 0.0, 0, 0
     sources = cluster.Sources((str(folder),))
     with parts.opened(out, Format.jsonl, False, plan.tag) as destination:
@@ -78,7 +92,7 @@ def ray_rate(folder: Path, plan: cluster.Plan, model: bytes, out: Path) -> tuple
             done += part.images
     end = time.perf_counter()
     steady = (done - opening) / (end - first) if end > first and done > opening else 0.0
-    return done / (end - start), first - start, steady
+    return done / (end - start), first - start, steady, machine_cpu() - spent
 
 
 def listing_rate(folder: Path) -> float:
@@ -135,7 +149,7 @@ def measure(work: Path, images: int, arch: registry.Arch, batch: int, rounds: in
     model = ["-a", arch.name, "-w", str(path), "-e", "litert", "-f", "jsonl"]
     with cluster.connected(num_cpus=2, temp_dir=work / "ray") as address:  # (print: /dev/null)
         for number in range(1, rounds + 1):
-            runs["local"].append((stream_rate(local, folder, batch),))
+            runs["local"].append(pipeline_rate(local, folder, batch))
             runs["ray"].append(ray_rate(folder, plan, flatbuffer(local), work / f"out-{number}"))
         for number in range(1, rounds + 1):
             out = work / f"command-{number}"
@@ -146,15 +160,16 @@ def measure(work: Path, images: int, arch: registry.Arch, batch: int, rounds: in
         print(f"round {number}: local {mine[0]:.1f}, ray {theirs[0]:.1f} images/s")
     local_rate = statistics.median(r[0] for r in runs["local"])
     print(f"{images} JPEGs 640x480, {arch.name}, batch {batch}, 2 CPUs:")
-    print(f"  local {local_rate:6.1f} images/s (median of {rounds})")
+    local_cpu = statistics.median(r[1] for r in runs["local"])
+    print(f"  local {local_rate:6.1f} images/s (median of {rounds}), {local_cpu:.1f} CPU-s")
     later = runs["ray"][1:]
     for name, chosen in (("first run", runs["ray"][:1]), (f"later runs ({len(later)})", later)):
         if not chosen:
             continue
-        overall, opening, steady = (statistics.median(r[i] for r in chosen) for i in range(3))
+        overall, opening, steady, cpu = (statistics.median(r[i] for r in chosen) for i in range(4))
         print(
             f"  ray, {name}: {overall:6.1f} images/s ({overall / local_rate:.0%} of local); "
-            f"first part after {opening:.1f} s, then {steady:.1f} images/s"
+            f"first part after {opening:.1f} s, then {steady:.1f} images/s; {cpu:.1f} CPU-s"
         )
     alone, spread = statistics.median(commands["local"]), statistics.median(commands["ray"])
     print(

@@ -168,15 +168,23 @@ def connected(
             try:
                 ray.init(address=address, **options)
             except ConnectionError as exc:  # something answers there, but not a Ray cluster
-                raise CnnError(
-                    f"--ray {address}: {first_line(exc)}; check that a Ray cluster runs there"
-                ) from exc
+                raise CnnError(f"--ray {address}: {first_line(exc)}; {_connect_advice()}") from exc
         try:
             _quiet_data(verbose)
             yield ray.get_runtime_context().gcs_address
         finally:
             with _quiet(verbose):
                 ray.shutdown()
+
+
+def _connect_advice() -> str:
+    """What to check when a driver cannot join the cluster at an address that answers: a Ray
+    started by `ray start` requires its token unless told otherwise, and a driver sends it only
+    with `RAY_AUTH_MODE=token`, without which Ray reports a failed connection, not the token."""
+    advice = "check that a Ray cluster runs there"
+    if os.environ.get("RAY_AUTH_MODE"):
+        return advice
+    return f"{advice}; if it uses token authentication, set RAY_AUTH_MODE=token"
 
 
 def host_port(address: str) -> tuple[str, int]:

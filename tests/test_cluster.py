@@ -222,6 +222,19 @@ def test_an_address_without_a_cluster_is_one_line_before_any_model_loads(tmp_pat
         assert run.exit_code == 2 and says in run.stderr.splitlines()[-1]
 
 
+@pytest.mark.heavy
+def test_a_cluster_that_wants_a_token_is_told_of_in_one_line(instance, tmp_path, monkeypatch):
+    """A driver sends the cluster's token only with RAY_AUTH_MODE=token, and Ray then reports a
+    failed connection: the line says what to set. (Heavy: Ray gives up after about 40 s.)"""
+    monkeypatch.delenv("RAY_AUTH_MODE")
+    photo = colour_photo(tmp_path / "red.jpg", 0, seed=0)
+    run = run_cli("classify", photo, "-w", "none", "--ray", instance.address)
+    assert run.exit_code == 1 and run.stdout == ""
+    (line,) = [text for text in run.stderr.splitlines() if text.startswith("cnn: error:")]
+    assert line.startswith(f"cnn: error: --ray {instance.address}: ")
+    assert line.endswith("if it uses token authentication, set RAY_AUTH_MODE=token")
+
+
 @pytest.mark.parametrize(
     ("cpus", "largest", "decode", "lanes", "actors"),
     [
