@@ -14,6 +14,9 @@ its own temp dir), then alternates for `--rounds` rounds:
   the rate after it. The first run on the fresh instance (its workers starting) is reported
   apart from the later ones, which are what a cluster that is already up gives each command.
 
+Each in-process run also reports the whole machine's CPU-seconds (/proc/stat), Ray's worker
+processes and daemons included: on two cores, what Ray spends beyond the local run is time.
+
 Then, as a user sees it, whole `cnn classify DIR` processes with and without `--ray ADDRESS`
 (the instance already up), timed by the wall clock: start, model from the cache, run, exit.
 
