@@ -1,7 +1,8 @@
-"""`cnn classify --ray` on a real local Ray instance: the records of a local run (files and
-`file://` URIs), part files that hold every image exactly once (even when the model actors'
-processes are killed mid-run, and after Ctrl-C and `--resume`), Parquet parts, workers that never
-load TensorFlow, Ray's lines kept off the terminal, and an instance that listens on 127.0.0.1.
+"""`cnn classify --ray` on a real local Ray instance: the records of a local run (files,
+`file://` URIs, and `s3://` URIs of a local S3 server), part files that hold every image
+exactly once (even when the model actors' processes are killed mid-run, and after Ctrl-C and
+`--resume`), Parquet parts, workers that never load TensorFlow, Ray's lines kept off the
+terminal, and an instance that listens on 127.0.0.1.
 
 One Ray instance serves the module: a helper process starts it as `cnn classify --ray` without
 an address does (`cluster.connected`: 127.0.0.1 only, 2 CPUs, its own temp dir) and holds it
@@ -47,6 +48,12 @@ TOP = 3
 RUN_TIMEOUT = 240
 #: The title Ray gives the processes of the model actors' pool.
 ACTOR_TITLE = b"ray::MapWorker(MapBatches(Infer))"
+#: Credentials and region for the local S3 server, which checks none.
+S3_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 #: The helper that starts the module's instance and holds it until its stdin closes.
 HOLD = """
 import os, sys
@@ -66,13 +73,34 @@ class Instance:
 
 
 @pytest.fixture(scope="module")
-def instance():
-    """The module's Ray instance; a short temp dir (Ray's socket paths must stay under the 107
-    bytes a Unix socket name may have). Ray gives an instance it starts token authentication
-    (the token in ~/.ray/auth_token, created if missing), and a driver given an address uses
-    the token only when told to: `RAY_AUTH_MODE=token`, as a user of such a cluster sets it.
-    Once the instance is up, a driver's attempts to connect are bounded (by default they take
-    minutes)."""
+def s3() -> Iterator[str | None]:
+    """A local S3 server (moto, on 127.0.0.1), which the module's instance and its workers
+    reach through AWS's environment variables (pyarrow honours AWS_ENDPOINT_URL), as a
+    cluster's nodes reach a bucket through theirs; None where moto is not installed."""
+    if importlib.util.find_spec("moto") is None:
+        yield None
+        return
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    with pytest.MonkeyPatch.context() as environment:
+        for name, value in S3_ENVIRONMENT.items():
+            environment.setenv(name, value)
+        environment.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+        yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def instance(s3):
+    """The module's Ray instance, started after the S3 server so its workers reach it; a short
+    temp dir (Ray's socket paths must stay under the 107 bytes a Unix socket name may have). Ray
+    gives an instance it starts token authentication (the token in ~/.ray/auth_token, created
+    if missing), and a driver given an address uses the token only when told to:
+    `RAY_AUTH_MODE=token`, as a user of such a cluster sets it. Once the instance is up, a
+    driver's attempts to connect are bounded (by default they take minutes)."""
     with pytest.MonkeyPatch.context() as environment:
         environment.setenv("RAY_AUTH_MODE", "token")
         temp = Path(tempfile.mkdtemp(prefix="cnnray-"))
@@ -308,6 +336,27 @@ def test_records_equal_a_local_run_for_files_and_uris(instance, model, photos, l
     failed = [line for line in run.stderr.splitlines() if line.startswith("cnn: error:")]
     assert len(failed) == 4  # broken.jpg and truncated.jpg, by path and by URI
     assert run.stderr.splitlines()[-1].startswith(f"{2 * len(local) - 4} classified, 4 failed")
+
+
+def test_records_equal_a_local_run_for_an_s3_bucket(instance, s3, model, photos, local, tmp_path):
+    """The photos uploaded to a bucket of the local S3 server and classified by their s3:// URI
+    (listed and read by pyarrow in the workers): the local run's records, named by URI."""
+    if s3 is None:
+        pytest.skip('moto is not installed (pip install -e ".[test]"): no local S3 server')
+    import boto3
+
+    bucket = boto3.client("s3", endpoint_url=s3)
+    bucket.create_bucket(Bucket="cnn")
+    for photo in photos.iterdir():
+        bucket.put_object(Bucket="cnn", Key=f"library/{photo.name}", Body=photo.read_bytes())
+    out = tmp_path / "ray.jsonl"
+    run = model.run("s3://cnn/library", "--ray", instance.address, "-f", "jsonl", "-o", out)
+    assert run.exit_code == 1, run.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(r["image"].startswith("s3://cnn/library/") for r in records)
+    named = [{**r, "image": r["image"].replace("s3://cnn/library", str(photos))} for r in records]
+    assert_same_records(named, local)
+    assert run.stderr.splitlines()[-1].startswith(f"{len(local) - 2} classified, 2 failed")
 
 
 def test_a_trained_model_and_an_int8_model_give_a_local_runs_records(
