@@ -13,12 +13,12 @@ A Ray Data pipeline, with nothing of its own for what an image becomes:
   (`engines.flatbuffer`: from the compiled-model cache, or converted for the run) and puts it
   in the object store once; each actor loads it with the LiteRT runtime in milliseconds.
 - Each actor decodes its own batches with the project's decoder (`pipeline.decode_entry`: EXIF,
-  modes, crop) in threads and runs the model on them (`pipeline.score_batch`), so results are
+  modes, crop) in threads and runs the model on them (`pipeline.infer_batch`), so results are
   the `ImageResult`s a local run builds. An actor takes `LANES` CPUs and runs as many batches
   at once, each through its own single-threaded interpreter: a node starts half the Python
-  processes one actor per CPU would (each costs about 1.9 CPU-seconds to start and import on
-  this machine), and single-threaded interpreters spend less CPU per image than one on two
-  threads (see `LANES`).
+  processes one actor per CPU would (each costs about 2 CPU-seconds to start and import Ray
+  Data on this machine), and single-threaded interpreters spend less CPU per image than one on
+  two threads (see `LANES`).
 - Decoding in Ray tasks instead (`decode="tasks"`) ships 150 KB of pixels per image through
   the object store and keeps half the CPUs from the model; on this 2-core machine it measured
   slower (17.5 against 21.0 images/s over 1,000 photos, 21 against 43 after the first part),
