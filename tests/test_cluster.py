@@ -85,12 +85,14 @@ def s3() -> Iterator[str | None]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    with pytest.MonkeyPatch.context() as environment:
-        for name, value in S3_ENVIRONMENT.items():
-            environment.setenv(name, value)
-        environment.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-        yield f"http://{host}:{port}"
-    server.stop()
+    try:
+        with pytest.MonkeyPatch.context() as environment:
+            for name, value in S3_ENVIRONMENT.items():
+                environment.setenv(name, value)
+            environment.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+            yield f"http://{host}:{port}"
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
