@@ -609,9 +609,9 @@ def laid_out(plan: Plan, cpus: int, largest: int) -> Plan:
 
 
 def _cpus(ray: Any) -> tuple[int, int]:
-    """The cluster's CPUs, and those of its largest node."""
+    """The cluster's CPUs, and those of its largest node (at least one of each)."""
     nodes = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]]
-    return int(ray.cluster_resources().get("CPU", 1)), int(max(nodes, default=1))
+    return max(1, int(sum(nodes))), max(1, int(max(nodes, default=1)))
 
 
 def classify_ordered(
@@ -657,7 +657,7 @@ class Writer:
 
     Actors, not a task per part: Ray keeps no more idle worker processes than a node has CPUs,
     which the model actors hold, so each write task would start (and import) a new Python
-    process, a CPU-second apiece on a small node, once per part for the whole run."""
+    process, about 2 CPU-seconds apiece on this machine, once per part for the whole run."""
 
     def __init__(self, folder: str, fmt: Any) -> None:
         self.folder, self.fmt = Path(folder), fmt
