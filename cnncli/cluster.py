@@ -2,7 +2,7 @@
 
 A Ray Data pipeline, with nothing of its own for what an image becomes:
 
-    listing (read tasks) -> decode + infer (an actor pool) -> part files (write tasks) -> driver
+    listing (read tasks) -> decode + infer (an actor pool) -> part files (writer actors) -> driver
 
 - Listing runs in read tasks, one per source, each yielding names as it walks (local paths
   through `inputs.Inputs`, object-store URIs through pyarrow's file systems) in blocks of a few
@@ -27,7 +27,7 @@ A Ray Data pipeline, with nothing of its own for what an image becomes:
 - An image that cannot be decoded is an error record, never a failed task.
 - Ray Data restarts a killed actor and retries its tasks (`max_restarts=-1`,
   `max_task_retries=-1` are its defaults for actor pools), and a task's output counts only once
-  it finished, so every image reaches a write task once; part files named by their content and
+  it finished, so every image reaches the writer once; part files named by their content and
   written by rename (`parts`) make a repeated write harmless.
 """
 
@@ -41,7 +41,7 @@ import signal
 import sys
 import tempfile
 import warnings
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -72,6 +72,11 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 PACKAGE = Path(__file__).resolve().parent
 #: Seconds to wait for a cluster's address to accept a connection before saying it does not.
 CONNECT_TIMEOUT = 10.0
+
+#: Part files written at once, at most. Writing takes no CPU a model would use (so the writers
+#: ask for none, and never wait for a CPU the model actors hold); more would only contend for
+#: the disk.
+WRITERS = 4
 
 #: Bytes of names in the unit of work an actor takes (see `_data_context`): 4 KiB holds 30 to
 #: 100 names, a few model batches, a second or so of work, whose cost as a Ray task (a few
@@ -298,7 +303,6 @@ class Plan:
     part_size: int = PART_SIZE
     actors: int | None = None  # None: the cluster's CPUs / lanes (`laid_out`)
     lanes: int = LANES  # per actor: CPUs, and single-threaded interpreters
-    writers: int = 1  # part files written at once: one per node (`laid_out`)
     decode: DecodeIn = "actors"
     block_bytes: int = BLOCK_BYTES
     #: The driver's folder, where workers look up relative names (when their node has it).
@@ -540,9 +544,8 @@ def image_results(batch: Any) -> list[ImageResult]:
 def dataset(
     sources: Sources, plan: Plan, model: Any, done: Any = None, ordered: bool = False
 ) -> Any:
-    """The lazy Ray Data pipeline from `sources` to result rows (see the module), for `plan`
-    laid out on the cluster (`on_cluster`), in input order when `ordered`; `model` is the
-    flatbuffer's object ref."""
+    """The lazy Ray Data pipeline from `sources` to result rows (see the module), in input
+    order when `ordered`; `model` is the flatbuffer's object ref."""
     import ray
 
     with _data_context(ordered, plan.block_bytes):
@@ -559,6 +562,7 @@ def dataset(
                 batch_format="numpy",
                 memory=DECODE_MEMORY,  # (resources that differ: Ray Data fuses them otherwise)
             )
+        plan = laid_out(plan, *_cpus(ray))
         return data.map_batches(
             Infer,
             fn_constructor_kwargs={"model": model, "plan": plan},
@@ -595,25 +599,19 @@ def _data_context(ordered: bool, block_bytes: int) -> Iterator[None]:
         context.execution_options.preserve_order, context.target_max_block_size = saved
 
 
-def laid_out(plan: Plan, nodes: Sequence[int]) -> Plan:
-    """`plan` on a cluster whose alive nodes have `nodes` CPUs each: its model actors' lanes
-    (no more than the largest node's CPUs, or than the actors' share: half of the CPUs when
-    decoding tasks take the other half), as many actors as that share holds unless given, and
-    a part file written at once per node (a part takes a second or so of a 16-CPU node's work
-    and tens of milliseconds to write: one write task per node keeps up, and more would start
-    worker processes, see `write_part`)."""
-    cpus, largest = max(1, sum(nodes)), max(1, max(nodes, default=1))
+def laid_out(plan: Plan, cpus: int, largest: int) -> Plan:
+    """`plan` on a cluster of `cpus` CPUs whose largest node has `largest`: its model actors'
+    lanes (no more than a node's CPUs, or than the actors' share: half of the CPUs when decoding
+    tasks take the other half), and as many actors as that share holds, unless given."""
     share = max(1, cpus // 2 if plan.decode == "tasks" else cpus)
     lanes = max(1, min(plan.lanes, share, largest))
-    actors = plan.actors or max(1, share // lanes)
-    return replace(plan, lanes=lanes, actors=actors, writers=max(1, len(nodes)))
+    return replace(plan, lanes=lanes, actors=plan.actors or max(1, share // lanes))
 
 
-def on_cluster(plan: Plan) -> Plan:
-    """`plan` laid out on the cluster this process is connected to (`laid_out`)."""
-    import ray
-
-    return laid_out(plan, [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n["Alive"]])
+def _cpus(ray: Any) -> tuple[int, int]:
+    """The cluster's CPUs, and those of its largest node (at least one of each)."""
+    nodes = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]]
+    return max(1, int(sum(nodes))), max(1, int(max(nodes, default=1)))
 
 
 def classify_ordered(
@@ -624,7 +622,7 @@ def classify_ordered(
     import ray
 
     held = ray.put(done) if done is not None and len(done) else None
-    data = dataset(sources, on_cluster(plan), ray.put(model), held, ordered=True)
+    data = dataset(sources, plan, ray.put(model), held, ordered=True)
     for batch in data.iter_batches(batch_size=None, batch_format="pyarrow"):
         yield image_results(batch)
 
@@ -633,16 +631,15 @@ def write_parts(
     sources: Sources, plan: Plan, model: bytes, folder: parts.PartsFolder
 ) -> Iterator[parts.Part]:
     """Classify into part files of `folder` (opened by `parts.opened`: with `--resume`, its held
-    images are skipped), written by tasks in parallel (`write_part`); yields each part as it is
-    written, for progress and error lines on the driver (connected to Ray)."""
+    images are skipped), written by a pool of writer actors in parallel; yields each part as it
+    is written, for progress and error lines on the driver (connected to Ray)."""
     import ray
 
     done = ray.put(folder.done) if len(folder.done) else None
-    plan = on_cluster(plan)
     data = dataset(sources, plan, ray.put(model), done).map_batches(
-        write_part,
-        fn_kwargs={"folder": str(folder.folder.resolve()), "fmt": folder.fmt},
-        concurrency=plan.writers,
+        Writer,
+        fn_constructor_kwargs={"folder": str(folder.folder.resolve()), "fmt": folder.fmt},
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=WRITERS),
         batch_size=plan.part_size,
         batch_format="pyarrow",
         num_cpus=0,
@@ -655,29 +652,31 @@ def write_parts(
             yield parts.Part(row["name"], row["images"], tuple(failed))
 
 
-def write_part(batch: Any, folder: str, fmt: Any) -> Any:
-    """A write task: a block of result rows written as one part file, returned as one row (its
-    name, its image count and its failed images).
+class Writer:
+    """A writer actor: each block of result rows it is given written as one part file.
 
-    Tasks that ask for no CPU, so they never wait for one the model actors hold, and run in the
-    worker process the listing task leaves idle: Ray keeps as many idle workers as a node has
-    CPUs, and model actors of two lanes hold half as many processes. So a run starts one
-    process besides its actors (each costs about 2 CPU-seconds to start here). Writer actors
-    instead started a process of their own: 18.6 s against 17.7 s for 2,000 photos (median of
-    4); with one-lane actors, the write tasks started a new process for every part."""
-    import pyarrow as pa
+    Actors, not a task per part: Ray keeps no more idle worker processes than a node has CPUs,
+    which the model actors hold, so each write task would start (and import) a new Python
+    process, about 2 CPU-seconds apiece on this machine, once per part for the whole run."""
 
-    part = parts.write(Path(folder), fmt, image_results(batch))
-    failed = [os.fsencode(image) for image, _ in part.errors]
-    reasons = [reason for _, reason in part.errors]
-    return pa.table(
-        {
-            "name": [part.name],
-            "images": [part.images],
-            "failed": pa.array([failed], pa.list_(pa.binary())),
-            "reasons": pa.array([reasons], pa.list_(pa.string())),
-        }
-    )
+    def __init__(self, folder: str, fmt: Any) -> None:
+        self.folder, self.fmt = Path(folder), fmt
+
+    def __call__(self, batch: Any) -> Any:
+        """The part written, as one row: its name, its image count and its failed images."""
+        import pyarrow as pa
+
+        part = parts.write(self.folder, self.fmt, image_results(batch))
+        failed = [os.fsencode(image) for image, _ in part.errors]
+        reasons = [reason for _, reason in part.errors]
+        return pa.table(
+            {
+                "name": [part.name],
+                "images": [part.images],
+                "failed": pa.array([failed], pa.list_(pa.binary())),
+                "reasons": pa.array([reasons], pa.list_(pa.string())),
+            }
+        )
 
 
 @dataclass(frozen=True)

@@ -266,25 +266,25 @@ def test_a_cluster_that_wants_a_token_is_told_of_in_one_line(instance, tmp_path,
 
 
 @pytest.mark.parametrize(
-    ("nodes", "decode", "lanes", "actors"),
+    ("cpus", "largest", "decode", "lanes", "actors"),
     [
-        ([2], "actors", 2, 1),  # this machine: one process, two interpreters
-        ([16, 16], "actors", 2, 16),
-        ([3], "actors", 2, 1),
-        ([1, 1, 1, 1], "actors", 1, 4),  # nodes of one CPU: an actor needs its CPUs on one node
-        ([1], "actors", 1, 1),
-        ([2], "tasks", 1, 1),  # decoding tasks keep half of the CPUs
-        ([8], "tasks", 2, 2),
+        (2, 2, "actors", 2, 1),  # this machine: one process, two interpreters
+        (32, 16, "actors", 2, 16),
+        (3, 3, "actors", 2, 1),
+        (4, 1, "actors", 1, 4),  # nodes of one CPU: an actor needs its CPUs on one node
+        (1, 1, "actors", 1, 1),
+        (2, 2, "tasks", 1, 1),  # decoding tasks keep half of the CPUs
+        (8, 8, "tasks", 2, 2),
     ],
 )
 def test_model_actors_fit_the_nodes_and_leave_decoding_tasks_their_half(
-    nodes, decode, lanes, actors
+    cpus, largest, decode, lanes, actors
 ):
     from cnncli.cluster import Plan, laid_out
 
-    plan = laid_out(Plan(None, "tag", "fp32", decode=decode), nodes)  # type: ignore[arg-type]
-    assert (plan.lanes, plan.actors, plan.writers) == (lanes, actors, len(nodes))
-    assert laid_out(Plan(None, "t", "fp32", actors=3), nodes).actors == 3  # type: ignore[arg-type]
+    plan = laid_out(Plan(None, "tag", "fp32", decode=decode), cpus, largest)  # type: ignore[arg-type]
+    assert (plan.lanes, plan.actors) == (lanes, actors)
+    assert laid_out(Plan(None, "t", "fp32", actors=3), cpus, largest).actors == 3  # type: ignore[arg-type]
 
 
 def descendants(pid: int) -> set[int]:
