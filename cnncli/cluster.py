@@ -2,7 +2,7 @@
 
 A Ray Data pipeline, with nothing of its own for what an image becomes:
 
-    listing (read tasks) -> decode + infer (an actor pool) -> part files (writer actors) -> driver
+    listing (read tasks) -> decode + infer + write a part (an actor pool) -> driver
 
 - Listing runs in read tasks, one per source, each yielding names as it walks (local paths
   through `inputs.Inputs`, object-store URIs through pyarrow's file systems) in blocks of a few
@@ -14,11 +14,14 @@ A Ray Data pipeline, with nothing of its own for what an image becomes:
   in the object store once; each actor loads it with the LiteRT runtime in milliseconds.
 - Each actor decodes its own batches with the project's decoder (`pipeline.decode_entry`: EXIF,
   modes, crop) in threads and runs the model on them (`pipeline.infer_batch`), so results are
-  the `ImageResult`s a local run builds. An actor takes `LANES` CPUs and runs as many batches
-  at once, each through its own single-threaded interpreter: a node starts half the Python
-  processes one actor per CPU would (each costs about 2 CPU-seconds to start and import Ray
-  Data on this machine), and single-threaded interpreters spend less CPU per image than one on
-  two threads (see `LANES`).
+  the `ImageResult`s a local run builds. An actor takes `LANES` CPUs and spreads each block it
+  is given over as many lanes, each a thread with a single-threaded interpreter of its own: a
+  node starts half the Python processes one actor per CPU would (each costs about 2
+  CPU-seconds to start and import Ray Data on this machine), and single-threaded interpreters
+  spend less CPU per image than one on two threads (see `LANES`).
+- With `--output DIR/` the actor writes each block's results as a part file itself (`parts`),
+  so a block of `--part-size` images is the unit of work, and results never cross the object
+  store: a writer process of its own cost a 2,000-photo run 2 CPU-seconds to start.
 - Decoding in Ray tasks instead (`decode="tasks"`) ships 150 KB of pixels per image through
   the object store and keeps half the CPUs from the model; on this 2-core machine it measured
   slower (17.5 against 21.0 images/s over 1,000 photos, 21 against 43 after the first part),
@@ -27,7 +30,7 @@ A Ray Data pipeline, with nothing of its own for what an image becomes:
 - An image that cannot be decoded is an error record, never a failed task.
 - Ray Data restarts a killed actor and retries its tasks (`max_restarts=-1`,
   `max_task_retries=-1` are its defaults for actor pools), and a task's output counts only once
-  it finished, so every image reaches the writer once; part files named by their content and
+  it finished, so every image reaches the output once; part files named by their content and
   written by rename (`parts`) make a repeated write harmless.
 """
 
@@ -42,6 +45,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Generator, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -50,7 +54,7 @@ from typing import Any, Literal
 import numpy as np
 
 from cnncli import litert, parts, pipeline, registry, results_file
-from cnncli.choices import Engine, Resize
+from cnncli.choices import Engine, Format, Resize
 from cnncli.classify import ImageResult
 from cnncli.engines import Classifier, flatbuffer, load_runner
 from cnncli.env import Environment
@@ -73,18 +77,14 @@ PACKAGE = Path(__file__).resolve().parent
 #: Seconds to wait for a cluster's address to accept a connection before saying it does not.
 CONNECT_TIMEOUT = 10.0
 
-#: Part files written at once, at most. Writing takes no CPU a model would use (so the writers
-#: ask for none, and never wait for a CPU the model actors hold); more would only contend for
-#: the disk.
-WRITERS = 4
-
-#: Bytes of names in the unit of work an actor takes (see `_data_context`): 4 KiB holds 30 to
-#: 100 names, a few model batches, a second or so of work, whose cost as a Ray task (a few
-#: milliseconds) is small beside it, while the actors still share out the last ones.
+#: Bytes of names in the unit of work an actor takes without `--output DIR/` (see
+#: `_data_context`): 4 KiB holds 30 to 100 names, a few model batches, a second or so of work,
+#: whose cost as a Ray task (a few milliseconds) is small beside it, while the actors still
+#: share out the last ones. With `--output DIR/` Ray Data bundles them into parts.
 BLOCK_BYTES = 4096
 
-#: CPUs each model actor takes, and batches it runs at once (in Ray's threads for the actor),
-#: each decoded and classified by one lane: a single-threaded interpreter of its own. Measured
+#: CPUs each model actor takes, and its lanes: threads that decode and classify a model batch
+#: at a time, each on a single-threaded interpreter of its own. Measured
 #: here on 2,000 photos (mobilenet_v2), an actor's CPU time per image, its start included: 14 ms
 #: in two lanes, 17 ms with one interpreter on two threads, 15 ms in two one-lane actors (as
 #: fast as two lanes, 124.7 against 123.0 images/s on 6,000 photos, but twice the processes).
@@ -480,32 +480,49 @@ def decode_batch(batch: dict[str, np.ndarray], size: int, resize: Resize) -> dic
 
 
 class Infer:
-    """A model actor: loads the shipped flatbuffer once, then batch by batch decodes (unless
-    Ray tasks did) and classifies, returning result rows. Ray makes `plan.lanes` calls at once,
-    in its threads: each takes an idle interpreter of the actor's, one per lane."""
+    """A model actor: loads the shipped flatbuffer once, then decodes (unless Ray tasks did) and
+    classifies each block it is given, spread over its lanes, and returns its result rows, or,
+    given a `folder`, writes them there as one part file and returns the part (`part_row`).
 
-    def __init__(self, model: Any, plan: Plan) -> None:
+    Ray makes `plan.lanes` calls at once, in its threads, so a lane that finished its share of
+    one block takes up the next block's; and a block alone (a run's last) still has every lane.
+    """
+
+    def __init__(
+        self, model: Any, plan: Plan, folder: str | None = None, fmt: Format = Format.jsonl
+    ) -> None:
         import ray
 
         plan.enter()
         data = ray.get(model) if isinstance(model, ray.ObjectRef) else model
-        self.plan = plan
+        self.plan, self.folder, self.fmt = plan, folder, fmt
         self.idle: queue.SimpleQueue[Classifier] = queue.SimpleQueue()
         for _ in range(plan.lanes):
             self.idle.put(plan.classifier(load_runner(data, plan.arch, threads=1)))
+        self.lanes = ThreadPoolExecutor(plan.lanes, thread_name_prefix="lane")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Any:
+        rows, step = len(batch["image"]), self.plan.batch_size
+        shares = [{k: v[i : i + step] for k, v in batch.items()} for i in range(0, rows, step)]
+        results = [r for share in self.lanes.map(self.classify, shares) for r in share]
+        if self.folder is None:
+            return results_table(results)
+        return part_row(parts.write(Path(self.folder), self.fmt, results))
+
+    def classify(self, batch: dict[str, np.ndarray]) -> list[ImageResult]:
+        """One model batch, in a lane: decoded here (or pixels decoded by Ray tasks), then
+        classified on an idle interpreter (there is one per lane)."""
         found = list(zip(batch["image"], errors(batch), strict=True))
         if "pixels" in batch:
             pixels = batch["pixels"].astype(np.float32)
             values = [e or p for (_, e), p in zip(found, pixels, strict=True)]
         else:
             size, resize = self.plan.arch.input_size, self.plan.resize
-            values = [decode(i, e, size, resize) for i, e in found]  # (in this lane's thread)
+            values = [decode(i, e, size, resize) for i, e in found]
         decoded = [(os.fsdecode(i), v) for (i, _), v in zip(found, values, strict=True)]
         classifier = self.idle.get()
         try:
-            return results_table(pipeline.infer_batch(classifier, decoded, self.plan.top))
+            return pipeline.infer_batch(classifier, decoded, self.plan.top)
         finally:
             self.idle.put(classifier)
 
@@ -542,10 +559,16 @@ def image_results(batch: Any) -> list[ImageResult]:
 
 
 def dataset(
-    sources: Sources, plan: Plan, model: Any, done: Any = None, ordered: bool = False
+    sources: Sources,
+    plan: Plan,
+    model: Any,
+    done: Any = None,
+    ordered: bool = False,
+    into: parts.PartsFolder | None = None,
 ) -> Any:
-    """The lazy Ray Data pipeline from `sources` to result rows (see the module), in input
-    order when `ordered`; `model` is the flatbuffer's object ref."""
+    """The lazy Ray Data pipeline from `sources` to result rows, or to the rows of the parts
+    written `into` a folder (see the module), in input order when `ordered`; `model` is the
+    flatbuffer's object ref."""
     import ray
 
     with _data_context(ordered, plan.block_bytes):
@@ -563,16 +586,17 @@ def dataset(
                 memory=DECODE_MEMORY,  # (resources that differ: Ray Data fuses them otherwise)
             )
         plan = laid_out(plan, *_cpus(ray))
+        folder = {"folder": str(into.folder.resolve()), "fmt": into.fmt} if into else {}
         return data.map_batches(
             Infer,
-            fn_constructor_kwargs={"model": model, "plan": plan},
+            fn_constructor_kwargs={"model": model, "plan": plan, **folder},
             compute=ray.data.ActorPoolStrategy(
                 size=plan.actors,
                 max_concurrent_calls_per_actor=plan.lanes,
                 enable_true_multi_threading=True,  # (else one call at a time runs the class)
             ),
             num_cpus=plan.lanes,
-            batch_size=plan.batch_size,
+            batch_size=plan.part_size if into else plan.batch_size,
             batch_format="numpy",
         )
 
@@ -631,19 +655,13 @@ def write_parts(
     sources: Sources, plan: Plan, model: bytes, folder: parts.PartsFolder
 ) -> Iterator[parts.Part]:
     """Classify into part files of `folder` (opened by `parts.opened`: with `--resume`, its held
-    images are skipped), written by a pool of writer actors in parallel; yields each part as it
-    is written, for progress and error lines on the driver (connected to Ray)."""
+    images are skipped), each written by the model actor that classified its images; yields
+    each part as it is written, for progress and error lines on the driver (connected to Ray).
+    """
     import ray
 
     done = ray.put(folder.done) if len(folder.done) else None
-    data = dataset(sources, plan, ray.put(model), done).map_batches(
-        Writer,
-        fn_constructor_kwargs={"folder": str(folder.folder.resolve()), "fmt": folder.fmt},
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=WRITERS),
-        batch_size=plan.part_size,
-        batch_format="pyarrow",
-        num_cpus=0,
-    )
+    data = dataset(sources, plan, ray.put(model), done, into=folder)
     # Each part as soon as it is written: with `iter_rows` (which prefetches) the driver heard
     # of parts only as the run ended (measured: written at 13.8 s, reported at 22.3 s of 22.3).
     for batch in data.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
@@ -652,31 +670,20 @@ def write_parts(
             yield parts.Part(row["name"], row["images"], tuple(failed))
 
 
-class Writer:
-    """A writer actor: each block of result rows it is given written as one part file.
+def part_row(part: parts.Part) -> Any:
+    """A part as written, as one Arrow row: its name, image count and failed images."""
+    import pyarrow as pa
 
-    Actors, not a task per part: Ray keeps no more idle worker processes than a node has CPUs,
-    which the model actors hold, so each write task would start (and import) a new Python
-    process, about 2 CPU-seconds apiece on this machine, once per part for the whole run."""
-
-    def __init__(self, folder: str, fmt: Any) -> None:
-        self.folder, self.fmt = Path(folder), fmt
-
-    def __call__(self, batch: Any) -> Any:
-        """The part written, as one row: its name, its image count and its failed images."""
-        import pyarrow as pa
-
-        part = parts.write(self.folder, self.fmt, image_results(batch))
-        failed = [os.fsencode(image) for image, _ in part.errors]
-        reasons = [reason for _, reason in part.errors]
-        return pa.table(
-            {
-                "name": [part.name],
-                "images": [part.images],
-                "failed": pa.array([failed], pa.list_(pa.binary())),
-                "reasons": pa.array([reasons], pa.list_(pa.string())),
-            }
-        )
+    failed = [os.fsencode(image) for image, _ in part.errors]
+    reasons = [reason for _, reason in part.errors]
+    return pa.table(
+        {
+            "name": [part.name],
+            "images": [part.images],
+            "failed": pa.array([failed], pa.list_(pa.binary())),
+            "reasons": pa.array([reasons], pa.list_(pa.string())),
+        }
+    )
 
 
 @dataclass(frozen=True)
