@@ -21,9 +21,10 @@ Then, as a user sees it, whole `cnn classify DIR` processes with and without `--
 (the instance already up), timed by the wall clock: start, model from the cache, run, exit.
 
 Then what bounds a large run besides the workers, measured here: the listing rate of one read
-task (one per source argument), the bytes per image that cross the object store (a block of
-names in, result rows out), and the driver's share (one row per part). From these it prints
-the scaling table for 10 million images, on paper: per-CPU rate x CPUs, against those limits.
+task (one per source argument), the bytes per image that cross the object store (its name in a
+listed block; the results stay in the model actor that writes its part), and the driver's share
+(one row per part). From these it prints the scaling table for 10 million images, on paper:
+per-CPU rate x CPUs, against those limits.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pyarrow
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(ROOT / "benchmarks"))
@@ -45,11 +48,9 @@ from stream import stream_rate, write_photos  # noqa: E402
 
 from cnncli import cluster, parts, registry  # noqa: E402
 from cnncli.choices import Engine, Format  # noqa: E402
-from cnncli.classify import ImageResult  # noqa: E402
 from cnncli.engines import Classifier, flatbuffer, open_classifier  # noqa: E402
 from cnncli.env import Environment  # noqa: E402
 from cnncli.inputs import Entry, Inputs  # noqa: E402
-from cnncli.labels import Prediction  # noqa: E402
 from cnncli.loader import Weights, build  # noqa: E402
 from cnncli.networks import RegistryNetwork  # noqa: E402
 
@@ -105,22 +106,10 @@ def listing_rate(folder: Path) -> float:
     return count / (time.perf_counter() - start)
 
 
-def store_bytes(folder: Path, top: int) -> tuple[float, float]:
-    """Bytes per image through the object store: its name in a listed block, its result row
-    (top-`top` predictions) out of the actor."""
+def name_bytes(folder: Path) -> float:
+    """Bytes per image through the object store: its name in a listed block."""
     names = sorted(str(p) for p in folder.iterdir())[:100]
-    listed = cluster.entries_table([Entry(n) for n in names], None, _pyarrow())
-    predictions = tuple(Prediction(r, r, "n01440764", "tench", 0.5) for r in range(1, top + 1))
-    results = cluster.results_table(
-        ImageResult(n, "mobilenet_v2@sha256:0123456789abcdef", predictions) for n in names
-    )
-    return listed.nbytes / len(names), results.nbytes / len(names)
-
-
-def _pyarrow():
-    import pyarrow
-
-    return pyarrow
+    return cluster.entries_table([Entry(n) for n in names], None, pyarrow).nbytes / len(names)
 
 
 def main() -> None:
@@ -180,16 +169,16 @@ def measure(work: Path, images: int, arch: registry.Arch, batch: int, rounds: in
         f"--ray ADDRESS -o DIR/ {spread:.1f} images/s ({spread / alone:.0%} of local)"
     )
     steady = statistics.median(r[2] for r in runs["ray"])
-    paper(steady / 2, listing_rate(folder), *store_bytes(folder, 5), plan.part_size)
+    paper(steady / 2, listing_rate(folder), name_bytes(folder), plan.part_size)
 
 
-def paper(per_cpu: float, listed: float, name_bytes: float, row_bytes: float, part: int) -> None:
+def paper(per_cpu: float, listed: float, name: float, part: int) -> None:
     """The scaling table for `TARGET` images, from the figures measured here."""
     print(f"per CPU (steady) {per_cpu:.1f} images/s; one read task lists {listed:,.0f} names/s;")
-    print(f"object store per image: {name_bytes:.0f} B of name in, {row_bytes:.0f} B of result")
-    print(f"out; the driver gets one row per part of {part} images. For {TARGET:,} images:")
+    print(f"object store per image: {name:.0f} B of name (results are written where they are")
+    print(f"made); the driver gets one row per part of {part} images. For {TARGET:,} images:")
     print(f"  listing in one task (one source argument): {TARGET / listed / 60:.1f} min")
-    print(f"  result rows through the object store: {TARGET * row_bytes / 1e9:.1f} GB in all")
+    print(f"  names through the object store: {TARGET * name / 1e9:.1f} GB in all")
     print(f"| machines x {CORES} CPUs | images/s | time | listing needed (one task) |")
     print("|---|---|---|---|")
     for machines in MACHINES:
