@@ -48,6 +48,8 @@ TOP = 3
 RUN_TIMEOUT = 240
 #: The title Ray gives the processes of the model actors' pool.
 ACTOR_TITLE = b"ray::MapWorker(MapBatches(Infer))"
+#: The title of the actor Ray Data starts to collect usage statistics, when they are on.
+USAGE_TITLE = b"ray::_UsageCollectionActor"
 #: Credentials and region for the local S3 server, which checks none.
 S3_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -338,6 +340,7 @@ def test_records_equal_a_local_run_for_files_and_uris(instance, model, photos, l
     failed = [line for line in run.stderr.splitlines() if line.startswith("cnn: error:")]
     assert len(failed) == 4  # broken.jpg and truncated.jpg, by path and by URI
     assert run.stderr.splitlines()[-1].startswith(f"{2 * len(local) - 4} classified, 4 failed")
+    assert not actor_processes(instance.temp, USAGE_TITLE), "Ray's usage statistics are on"
 
 
 def test_records_equal_a_local_run_for_an_s3_bucket(instance, s3, model, photos, local, tmp_path):
@@ -449,10 +452,11 @@ class Feed:
         self.thread.join(RUN_TIMEOUT)
 
 
-def actor_processes(temp: Path) -> list[int]:
-    """The model actors' processes of the instance whose temp dir is `temp`: Ray titles them by
-    their class; only the raylet of this instance (named by its socket there) and the workers
-    it started are looked at, never another user's Ray."""
+def actor_processes(temp: Path, title: bytes = ACTOR_TITLE) -> list[int]:
+    """The processes of the actors titled `title` (the model actors' by default) on the
+    instance whose temp dir is `temp`: Ray titles them by their class; only the raylet of this
+    instance (named by its socket there) and the workers it started are looked at, never
+    another user's Ray."""
     children: dict[int, list[int]] = {}
     commands: dict[int, bytes] = {}
     for proc in Path("/proc").glob("[0-9]*"):
@@ -469,7 +473,7 @@ def actor_processes(temp: Path) -> list[int]:
         pid
         for raylet in raylets
         for pid in children.get(raylet, [])
-        if commands.get(pid, b"").startswith(ACTOR_TITLE)
+        if commands.get(pid, b"").startswith(title)
     ]
 
 
