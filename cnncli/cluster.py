@@ -666,8 +666,8 @@ def write_parts(
 ) -> Iterator[parts.Part]:
     """Classify into part files of `folder` (opened by `parts.opened`: with `--resume`, its held
     images are skipped), each written by the model actor that classified its images; yields
-    each part as it is written, for progress and error lines on the driver (connected to Ray).
-    """
+    each part as the actor's task that wrote it returns (a part, or two when Ray Data's bundle
+    held a few images more), for progress and error lines on the driver (connected to Ray)."""
     import ray
 
     done = ray.put(folder.done) if len(folder.done) else None
