@@ -7,8 +7,8 @@ A Ray Data pipeline, with nothing of its own for what an image becomes:
 - Listing runs in read tasks, one per source, each yielding names as it walks (local paths
   through `inputs.Inputs`, object-store URIs through pyarrow's file systems) in blocks of a few
   KiB, the unit of work an actor takes (or a part's worth of them, with `--output DIR/`), so
-  the driver never holds the list of a 10-million-image source. Images a resumed run already holds are dropped there, against an
-  array of hashed keys in the object store.
+  the driver never holds the list of a 10-million-image source. Images a resumed run already
+  holds are dropped there, against an array of hashed keys in the object store.
 - Workers never import TensorFlow: the driver takes the LiteRT flatbuffer its classifier runs
   (`engines.flatbuffer`: from the compiled-model cache, or converted for the run) and puts it
   in the object store once; each actor loads it with the LiteRT runtime in milliseconds.
